@@ -1,0 +1,1 @@
+"""Feature-engine benchmark: our DuckDB features against pandas, Polars and an I/O floor."""

@@ -1,0 +1,86 @@
+"""Run one implementation once, in its own process, and report JSON on stdout.
+
+Each run gets a fresh interpreter so its peak RSS (ru_maxrss of this process) is its own
+and no implementation warms caches for another. The timed span is end to end: read the
+lake's Parquet, compute the features, write them to Parquet (zstd).
+
+    python -m bench.run_impl {duckdb,polars,pandas,floor} --lake DIR --start ISO --end ISO --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+
+from bench.data import LABEL_TABLE, TX_TABLE, partition_files
+
+
+def run(impl: str, lake: str, start: dt.datetime, end: dt.datetime, out: str, threads: int) -> dict:
+    tx_files, label_files = partition_files(lake, TX_TABLE), partition_files(lake, LABEL_TABLE)
+    if impl == "floor":
+        import duckdb
+
+        from bench.floor import copy_floor
+
+        con = duckdb.connect()
+        con.execute(f"SET threads TO {threads}")
+        seconds, rows = copy_floor(con, tx_files, out)
+        return {"seconds": seconds, "compute_seconds": None, "rows": rows}
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pa.set_cpu_count(threads)
+    t0 = time.perf_counter()
+    if impl == "duckdb":
+        import duckdb
+
+        from resources.engines.duckdb_features import compute_transaction_features
+
+        con = duckdb.connect()
+        con.execute(f"SET threads TO {threads}")
+        table = compute_transaction_features(con, tx_files, label_files, start, end)
+        t1 = time.perf_counter()
+        pq.write_table(table, out, compression="zstd")
+        rows = table.num_rows
+    elif impl == "polars":
+        from bench.features_polars import compute_features_polars_from_files
+
+        df = compute_features_polars_from_files(tx_files, label_files, start, end)
+        t1 = time.perf_counter()
+        df.write_parquet(out, compression="zstd")
+        rows = df.height
+    elif impl == "pandas":
+        from bench.features_pandas import compute_features_pandas_from_files
+
+        df = compute_features_pandas_from_files(tx_files, label_files, start, end)
+        t1 = time.perf_counter()
+        df.to_parquet(out, compression="zstd", index=False)
+        rows = len(df)
+    else:
+        raise SystemExit(f"unknown implementation {impl!r}")
+    return {"seconds": time.perf_counter() - t0, "compute_seconds": t1 - t0, "rows": rows}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("impl")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--start", required=True, type=dt.datetime.fromisoformat)
+    p.add_argument("--end", required=True, type=dt.datetime.fromisoformat)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("POLARS_MAX_THREADS", "2")))
+    a = p.parse_args(argv)
+    result = run(a.impl, a.lake, a.start, a.end, a.out, a.threads)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The one place that picks resources per environment (DRIFTLINE_ENV=local|k8s)."""
+
+from __future__ import annotations
+
+import os
+
+from .event_source import EventSource, LandingFolderEventSource, SyntheticEventSource
+from .feature_engine import FeatureEngine
+from .lake import Lake
+from .quality import DataQuality
+from .warehouse import Warehouse
+
+__all__ = ["EventSource", "LandingFolderEventSource", "SyntheticEventSource", "FeatureEngine", "Lake",
+           "DataQuality", "Warehouse", "resources_for_env"]
+
+
+def _event_source() -> EventSource:
+    """DRIFTLINE_EVENT_SOURCE=synthetic (default) | landing; synthetic knobs via DRIFTLINE_SYNTH_*."""
+    kind = os.environ.get("DRIFTLINE_EVENT_SOURCE", "synthetic")
+    if kind == "landing":
+        return LandingFolderEventSource(path=os.environ.get("DRIFTLINE_LANDING_DIR", "data/landing"))
+    if kind != "synthetic":
+        raise ValueError(f"DRIFTLINE_EVENT_SOURCE must be 'synthetic' or 'landing', got {kind!r}")
+    env = os.environ
+    return SyntheticEventSource(
+        seed=int(env.get("DRIFTLINE_SYNTH_SEED", 7)),
+        events_per_day=int(env.get("DRIFTLINE_SYNTH_EVENTS_PER_DAY", 4_000)),
+        n_users=int(env.get("DRIFTLINE_SYNTH_USERS", 5_000)),
+        n_merchants=int(env.get("DRIFTLINE_SYNTH_MERCHANTS", 800)),
+        drift_scenario=env.get("DRIFTLINE_DRIFT_SCENARIO", "none"),
+        drift_start=env.get("DRIFTLINE_DRIFT_START") or None,
+    )
+
+
+def local_resources(data_dir: str = "data") -> dict:
+    """Embedded defaults: everything file-based under `data_dir`."""
+    return {
+        "event_source": _event_source(),
+        "lake": Lake(root=f"{data_dir}/lake"),
+        "warehouse": Warehouse(path=f"{data_dir}/warehouse.duckdb"),
+        "feature_engine": FeatureEngine(),
+        "quality": DataQuality(),
+    }
+
+
+def resources_for_env(env: str | None = None) -> dict:
+    env = env or os.environ.get("DRIFTLINE_ENV", "local")
+    if env == "local":
+        return local_resources(os.environ.get("DRIFTLINE_DATA_DIR", "data"))
+    raise ValueError(f"DRIFTLINE_ENV must be 'local' (k8s arrives with the scale-out work), got {env!r}")

@@ -1,0 +1,18 @@
+"""The Feast feature repo of driftline.
+
+`schema` holds names only and is cheap to import; `definitions` imports feast (seconds), so
+`build_objects` imports it on first use.
+"""
+
+from __future__ import annotations
+
+from .schema import FEATURE_SERVICE, PROJECT, SERVED_FEATURES
+
+
+def build_objects(lake_root: str) -> list:
+    from .definitions import build_objects as _build
+
+    return _build(lake_root)
+
+
+__all__ = ["FEATURE_SERVICE", "PROJECT", "SERVED_FEATURES", "build_objects"]

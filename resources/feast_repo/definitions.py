@@ -1,0 +1,111 @@
+"""Feast objects of the driftline repo: entities, snapshot sources, views, ODFV, service.
+
+`build_objects(lake_root)` returns them with the offline sources pointing at the lake's
+snapshot tables (`<lake_root>/user_state`, `<lake_root>/merchant_state`: Hive-partitioned
+directories, read whole by the file/dask offline store).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast.data_format import ParquetFormat
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, Int64, String
+
+from .schema import (
+    FEATURE_SERVICE, MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, ON_DEMAND_FEATURES, REQUEST_FIELDS,
+    SNAPSHOT_TS, SNAPSHOT_TTL, USER_STATE_FEATURES, USER_STATE_TABLE,
+)
+
+_TYPES = {"Int64": Int64, "Float64": Float64, "String": String}
+
+
+def _fields(spec: dict[str, str]) -> list[Field]:
+    return [Field(name=name, dtype=_TYPES[t]) for name, t in spec.items()]
+
+
+def fraud_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    # Feast 0.67 rehydrates this UDF from its *source text* with only `pd`/`np` in scope
+    # (feast/transformation/udf_rehydrate.py): keep it self-contained, no module globals.
+    import numpy as np
+    import pandas as pd
+
+    out = pd.DataFrame(index=inputs.index)
+    amount = pd.to_numeric(inputs["amount"], errors="coerce").astype("float64")
+    mean = pd.to_numeric(inputs["user_mean_amount_30d"], errors="coerce").astype("float64")
+    out["amount_to_user_mean_30d"] = amount / mean.where(mean != 0)
+    epoch = pd.to_numeric(inputs["event_epoch_s"], errors="coerce").astype("float64")
+    last = pd.to_numeric(inputs["user_last_txn_epoch_s"], errors="coerce").astype("float64")
+    out["seconds_since_last_txn"] = epoch - last
+    last_country = inputs["user_last_country"]
+    changed = last_country.notna() & (inputs["country"].astype(object) != last_country.astype(object))
+    out["country_changed"] = changed.astype("int64")
+    whole = np.floor(epoch.fillna(0.0).to_numpy())
+    out["hour_of_day"] = ((whole // 3600) % 24).astype("int64")
+    out["day_of_week"] = (((whole // 86400) + 3) % 7 + 1).astype("int64")  # ISO: 1970-01-01 was a Thursday
+    return out
+
+
+def build_objects(lake_root: str) -> list:
+    """Every Feast object of the repo, with sources under `lake_root` (made absolute)."""
+    lake_root = os.path.abspath(lake_root)
+
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64,
+                  description="card holder")
+    merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.INT64,
+                      description="acceptor")
+
+    user_source = FileSource(
+        name="user_state_source",
+        path=os.path.join(lake_root, USER_STATE_TABLE),
+        file_format=ParquetFormat(),
+        timestamp_field=SNAPSHOT_TS,
+        description="daily user_state snapshots, stamped at the end of their day",
+    )
+    merchant_source = FileSource(
+        name="merchant_state_source",
+        path=os.path.join(lake_root, MERCHANT_STATE_TABLE),
+        file_format=ParquetFormat(),
+        timestamp_field=SNAPSHOT_TS,
+        description="daily merchant_state snapshots, stamped at the end of their day",
+    )
+
+    user_state = FeatureView(
+        name="user_state",
+        entities=[user],
+        ttl=SNAPSHOT_TTL,
+        schema=[Field(name="user_id", dtype=Int64), *_fields(USER_STATE_FEATURES)],
+        source=user_source,
+        online=True,
+        description="per-user state as of the last daily materialization",
+    )
+    merchant_state = FeatureView(
+        name="merchant_state",
+        entities=[merchant],
+        ttl=SNAPSHOT_TTL,
+        schema=[Field(name="merchant_id", dtype=Int64), *_fields(MERCHANT_STATE_FEATURES)],
+        source=merchant_source,
+        online=True,
+        description="per-merchant volume and chargebacks as of the last daily materialization",
+    )
+
+    transaction_request = RequestSource(name="transaction_request", schema=_fields(REQUEST_FIELDS))
+
+    request_features = on_demand_feature_view(
+        name="fraud_request_features",
+        sources=[user_state, transaction_request],
+        schema=_fields(ON_DEMAND_FEATURES),
+        mode="pandas",
+        description="features of the incoming transaction relative to the user's state",
+    )(fraud_request_features)
+
+    service = FeatureService(
+        name=FEATURE_SERVICE,
+        features=[user_state, merchant_state, request_features],
+        description="inputs of the card-fraud model v1",
+    )
+    return [user, merchant, user_source, merchant_source, user_state, merchant_state,
+            transaction_request, request_features, service]

@@ -1,0 +1,51 @@
+"""Which engine computes `transaction_features`. DuckDB on one machine; the asset code does
+not change when another engine is configured."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pyarrow as pa
+
+from .lake import Lake
+
+LOOKBACK = dt.timedelta(days=30)
+
+
+def covering_days(start: dt.datetime, end: dt.datetime, back: dt.timedelta) -> list[str]:
+    day, last, out = (start - back).date(), (end - dt.timedelta(microseconds=1)).date(), []
+    while day <= last:
+        out.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return out
+
+
+class FeatureEngine(dg.ConfigurableResource):
+    engine: str = "duckdb"
+    threads: int = 0  # 0: all cores
+    memory_limit: str = ""  # DuckDB syntax, e.g. "8GB"; empty: DuckDB's default
+
+    def compute(self, lake: Lake, start: dt.datetime, end: dt.datetime) -> pa.Table:
+        if self.engine != "duckdb":
+            raise ValueError(f"unknown feature engine {self.engine!r}; supported: duckdb")
+        import duckdb
+
+        from .engines.duckdb_features import compute_transaction_features
+
+        days = covering_days(start, end, LOOKBACK)
+        con = duckdb.connect()
+        try:
+            if self.threads:
+                con.execute(f"set threads = {int(self.threads)}")
+            if self.memory_limit:
+                con.execute("set memory_limit = ?", [self.memory_limit])
+            return compute_transaction_features(
+                con,
+                lake.existing_partition_files("raw_transactions", days),
+                lake.existing_partition_files("raw_labels", days),
+                start,
+                end,
+            )
+        finally:
+            con.close()

@@ -1,0 +1,98 @@
+"""The analysts' DuckDB file: views over the lake, nothing else.
+
+DuckDB lets one process write a file at a time, so the orchestrator never holds a write
+connection: it opens the file read-only to see whether the views are current, and takes the
+write lock for milliseconds only when a view is missing or points elsewhere. If an analyst
+holds the file, the refresh is skipped (the views' globs already pick up new partitions).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dagster as dg
+
+from .lake import Lake
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_PREFIX = "quarantine_"
+
+
+def view_sql(name: str, glob: str) -> str:
+    glob = glob.replace("'", "''")
+    return (f"create or replace view {name} as select * from read_parquet('{glob}', "
+            f"hive_partitioning = true, union_by_name = true)")
+
+
+class Warehouse(dg.ConfigurableResource):
+    path: str = "data/warehouse.duckdb"
+
+    def wanted_views(self, lake: Lake) -> dict[str, str]:
+        views = {}
+        if lake.path.is_dir():
+            for table in sorted(p.name for p in lake.path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if any(lake.table_dir(table).glob("*/*.parquet")):
+                    views[table] = view_sql(table, lake.glob(table))
+        quarantines = [t for t in views if t.startswith(QUARANTINE_PREFIX)]
+        if quarantines:
+            union = " union all by name ".join(
+                f"select '{t.removeprefix(QUARANTINE_PREFIX)}' as source, * from {t}" for t in quarantines)
+            views["quarantine"] = f"create or replace view quarantine as {union}"
+        return views
+
+    def refresh_views(self, lake: Lake) -> list[str]:
+        """Create missing or outdated views; returns the names written ([] if none or locked)."""
+        import duckdb
+
+        wanted = self.wanted_views(lake)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        current = self._current_views()
+        stale = {n: sql for n, sql in wanted.items() if current.get(n) != _normalise(sql)}
+        if not stale:
+            return []
+        try:
+            con = duckdb.connect(self.path)
+        except duckdb.IOException as err:
+            log.warning("warehouse %s is locked by another process; views not refreshed (%s)", self.path, err)
+            return []
+        try:
+            for sql in stale.values():
+                con.execute(sql)
+            con.execute("create table if not exists _driftline_views(name varchar primary key, sql varchar)")
+            for name, sql in stale.items():
+                con.execute("insert or replace into _driftline_views values (?, ?)", [name, _normalise(sql)])
+        finally:
+            con.close()
+        return sorted(stale)
+
+    def _current_views(self) -> dict[str, str]:
+        import duckdb
+
+        if not Path(self.path).exists():
+            return {}
+        try:
+            con = duckdb.connect(self.path, read_only=True)
+        except duckdb.Error:
+            return {}
+        try:
+            return dict(con.execute("select name, sql from _driftline_views").fetchall())
+        except duckdb.Error:
+            return {}
+        finally:
+            con.close()
+
+    def query(self, sql: str):
+        """Read-only query, the way an analyst would run it."""
+        import duckdb
+
+        con = duckdb.connect(self.path, read_only=True)
+        try:
+            return con.sql(sql).df()
+        finally:
+            con.close()
+
+
+def _normalise(sql: str) -> str:
+    return " ".join(sql.split())

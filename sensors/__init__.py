@@ -1,0 +1,1 @@
+"""Sensors and the jobs they target."""
