@@ -70,13 +70,13 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime) -> pa.T
         FROM read_parquet({_files_sql(transaction_files)}, union_by_name = true, hive_partitioning = false)
         WHERE event_ts::TIMESTAMP < {t} AND event_ts::TIMESTAMP >= {t} - INTERVAL 31 DAY
     ),
-    agg AS (
+    agg AS (  -- ordered float sums: a re-run yields bit-identical values
         SELECT user_id,
                count(*) FILTER (WHERE ts >= {t} - INTERVAL 24 HOUR) AS user_txn_count_24h,
-               coalesce(sum(amount) FILTER (WHERE ts >= {t} - INTERVAL 24 HOUR), 0.0) AS user_amount_sum_24h,
+               coalesce(sum(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - INTERVAL 24 HOUR), 0.0) AS user_amount_sum_24h,
                count(*) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY) AS user_txn_count_7d,
-               coalesce(sum(amount) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY), 0.0) AS user_amount_sum_7d,
-               avg(amount) AS user_mean_amount_30d,
+               coalesce(sum(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY), 0.0) AS user_amount_sum_7d,
+               avg(amount ORDER BY ts, event_id) AS user_mean_amount_30d,
                count(DISTINCT merchant_id) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY) AS user_distinct_merchants_7d,
                epoch_us(max(ts)) / 1e6 AS user_last_txn_epoch_s,
                arg_max(country, (ts, event_id)) AS user_last_country

@@ -2,8 +2,8 @@
 
 Written as a competent Polars user would: one lazy query, `rolling_*_by(closed="left")`
 over user/merchant partitions for the half-open windows, `Expr.rolling` for distinct
-merchants, a self `join_asof(allow_exact_matches=False)` for the previous transaction, and
-a join-then-filter against the chargebacks. Threads come from POLARS_MAX_THREADS.
+merchants, a self `join_asof(allow_exact_matches=False)` for the previous transaction (and the
+previous one at the same merchant), and a join-then-filter against the chargebacks. Threads come from POLARS_MAX_THREADS.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def compute_features_polars(transactions: pl.LazyFrame | pl.DataFrame, labels: p
     tx = (transactions.lazy()
           .filter(pl.col("event_ts") >= start - LOOKBACK, pl.col("event_ts") < end)
           .with_columns(one=pl.lit(1, dtype=pl.Int64))
-          .sort("user_id", "event_ts", "event_id"))
+          # One global time sort serves everything: each user's/merchant's rows are then in
+          # time order for the rolling windows, the as-of join needs no re-sort, and the
+          # output comes out in (event_ts, event_id) order.
+          .sort("event_ts", "event_id"))
 
     f = tx.with_columns(
         hour_of_day=pl.col("event_ts").dt.hour().cast(pl.Int32),
@@ -41,18 +44,21 @@ def compute_features_polars(transactions: pl.LazyFrame | pl.DataFrame, labels: p
         / pl.col("amount").rolling_mean_by("event_ts", "30d", closed="left").over("user_id"),
         user_distinct_merchants_24h=pl.col("merchant_id").n_unique()
         .rolling(index_column="event_ts", period="24h", closed="left").over("user_id").cast(pl.Int64),
-        is_new_merchant=(_sum_by("one", "30d", ["user_id", "merchant_id"]).fill_null(0) == 0).cast(pl.Int32),
         merchant_txn_count_30d=_sum_by("one", "30d", "merchant_id").fill_null(0),
     )
 
+    # The latest strictly earlier payment within 30 days: of the user, and at this merchant.
     previous = tx.select("user_id", pl.col("event_ts").alias("prev_ts"), pl.col("country").alias("prev_country"))
-    f = (f.sort("event_ts", "event_id")
-         .join_asof(previous.sort("prev_ts"), left_on="event_ts", right_on="prev_ts", by="user_id",
-                    strategy="backward", allow_exact_matches=False, tolerance="30d", check_sortedness=False)
+    previous_here = tx.select("user_id", "merchant_id", pl.col("event_ts").alias("prev_here_ts"))
+    asof = {"left_on": "event_ts", "strategy": "backward", "allow_exact_matches": False, "tolerance": "30d",
+            "check_sortedness": False}  # both sides come from the time-sorted `tx`
+    f = (f.join_asof(previous, right_on="prev_ts", by="user_id", **asof)
+         .join_asof(previous_here, right_on="prev_here_ts", by=["user_id", "merchant_id"], **asof)
          .with_columns(
              seconds_since_prev_txn=(pl.col("event_ts") - pl.col("prev_ts")).dt.total_microseconds() / 1e6,
              country_changed=(pl.col("prev_country").is_not_null()
                               & (pl.col("prev_country") != pl.col("country"))).cast(pl.Int32),
+             is_new_merchant=pl.col("prev_here_ts").is_null().cast(pl.Int32),
          )
          .filter(pl.col("event_ts") >= start)
          .with_row_index("row"))
@@ -66,7 +72,7 @@ def compute_features_polars(transactions: pl.LazyFrame | pl.DataFrame, labels: p
          .with_columns(pl.col("merchant_cb_count_30d").fill_null(0))
          .with_columns(merchant_cb_rate_30d=pl.col("merchant_cb_count_30d")
                        / pl.max_horizontal(pl.col("merchant_txn_count_30d"), 1)))
-    return f.sort("event_ts", "event_id").select(COLUMNS).collect()
+    return f.select(COLUMNS).collect()
 
 
 def compute_features_polars_from_files(transaction_files: list[str], label_files: list[str],

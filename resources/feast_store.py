@@ -245,39 +245,75 @@ class FeastStore(dg.ConfigurableResource):
         """Point-in-time features for historical transactions, as the online path served them.
 
         entity_df: event_id, user_id, merchant_id, event_ts, amount, country, ... (other
-        columns pass through). Each row gets the latest snapshot stamped <= event_ts (within
-        the ttl) and the on-demand features computed from its request fields. Rows come back
-        in the input order, with the input columns followed by SERVED_FEATURES.
+        columns pass through; naive timestamps are UTC). Each row gets the latest snapshot
+        stamped <= event_ts (within the ttl; none: nulls) and the on-demand features computed
+        from its request fields. Rows come back in the input order, one per input row, with
+        the input columns followed by SERVED_FEATURES.
         """
         import pandas as pd
 
         missing = [c for c in ("event_ts", *ENTITY_KEYS, "amount", "country") if c not in entity_df.columns]
         if missing:
             raise ValueError(f"entity_df lacks {missing}")
-        clash = [c for c in SERVED_FEATURES if c in entity_df.columns]
+        clash = [c for c in (*SERVED_FEATURES, "event_timestamp") if c in entity_df.columns]
         if clash:
-            raise ValueError(f"entity_df already has feature columns {clash}; drop them first")
+            raise ValueError(f"entity_df already has columns {clash}; drop them first")
         row_col, ts_col = "__driftline_row", "event_timestamp"
-        df = entity_df.copy()
+        df = entity_df.copy().reset_index(drop=True)
         df[row_col] = range(len(df))
-        df[ts_col] = pd.to_datetime(df["event_ts"], utc=True)
+        df[ts_col] = pd.to_datetime(df["event_ts"], utc=True).astype("datetime64[ns, UTC]")
         if "event_epoch_s" not in df.columns:
             df["event_epoch_s"] = epoch_seconds(df["event_ts"])
-        added_epoch = "event_epoch_s" not in entity_df.columns
         for key in ENTITY_KEYS:
             df[key] = df[key].astype("int64")
         df["amount"] = df["amount"].astype("float64")
         df["event_epoch_s"] = df["event_epoch_s"].astype("float64")
+        # feast's dask join deduplicates on (join keys, timestamp), one view at a time: rows
+        # sharing an instant must differ in their timestamp. Ties get 0..999 ns added (snapshots
+        # are stamped on whole seconds, so the snapshot a row sees does not change); more than
+        # 1000 rows at one instant go through in several rounds.
+        tie = df.groupby(ts_col, sort=False).cumcount().to_numpy()
+        df[ts_col] = df[ts_col] + pd.to_timedelta(tie % 1000, unit="ns")
+        self._mask_rows_without_snapshot(df, row_col, ts_col)
 
         store = self.store()
         service = store.get_feature_service(FEATURE_SERVICE)
-        out = store.get_historical_features(entity_df=df, features=service).to_df()
+        parts = []
+        for round_no in sorted(set(tie // 1000)):
+            part = df[tie // 1000 == round_no]
+            parts.append(store.get_historical_features(entity_df=part, features=service).to_df())
+        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if len(out) != len(df) or not out[row_col].is_unique:
+            raise RuntimeError(f"point-in-time join returned {len(out)} rows for {len(df)} entity rows")
         out = out.sort_values(row_col, kind="stable").reset_index(drop=True)
-        if len(out) != len(entity_df):
-            raise RuntimeError(f"point-in-time join returned {len(out)} rows for {len(entity_df)} entities")
-        drop = [row_col, ts_col] + (["event_epoch_s"] if added_epoch else [])
-        columns = [c for c in entity_df.columns] + [c for c in SERVED_FEATURES]
-        out = out.drop(columns=drop)
-        if "event_ts" in out.columns and "event_ts" in entity_df.columns:
-            out["event_ts"] = entity_df["event_ts"].to_numpy()
-        return out[columns]
+        return pd.concat([entity_df.reset_index(drop=True), out[SERVED_FEATURES]], axis=1)
+
+    def _mask_rows_without_snapshot(self, df: "pd.DataFrame", row_col: str, ts_col: str) -> None:
+        """Give rows without a snapshot in [t - ttl, t] a join key that matches nothing (in place).
+
+        feast 0.67's dask join drops (instead of null-filling) a row whose entity has snapshot
+        rows but none in its window, e.g. only later ones. A unique negative key yields the
+        nulls; training_frame returns the caller's keys from entity_df.
+        """
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        from resources.feast_repo.schema import MERCHANT_STATE_TABLE, USER_STATE_TABLE
+
+        lake = Path(self.lake_root).resolve()
+        for table, key in ((USER_STATE_TABLE, "user_id"), (MERCHANT_STATE_TABLE, "merchant_id")):
+            files = sorted((lake / table).glob("*/*.parquet"))
+            if files:
+                snaps = pq.ParquetDataset([str(f) for f in files]).read(columns=[key, "event_timestamp"]).to_pandas()
+                snaps = snaps.rename(columns={"event_timestamp": "__snap"})
+                snaps["__snap"] = pd.to_datetime(snaps["__snap"], utc=True).astype("datetime64[ns, UTC]")
+                snaps = snaps.sort_values("__snap")
+                probe = df[[row_col, key, ts_col]].sort_values(ts_col)
+                latest = pd.merge_asof(probe, snaps, left_on=ts_col, right_on="__snap", by=key,
+                                       direction="backward")
+                has = latest["__snap"].notna() & (latest["__snap"] >= latest[ts_col] - SNAPSHOT_TTL)
+                keep_rows = set(latest.loc[has, row_col])
+            else:
+                keep_rows = set()
+            lost = ~df[row_col].isin(keep_rows)
+            df.loc[lost, key] = -(df.loc[lost, row_col].astype("int64") + 1)

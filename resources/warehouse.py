@@ -28,6 +28,9 @@ def view_sql(name: str, glob: str) -> str:
 
 class Warehouse(dg.ConfigurableResource):
     path: str = "data/warehouse.duckdb"
+    # Written in an older storage format so the `duckdb` CLI (duckdb-cli 1.5) and other
+    # analyst tools can open it; the file holds only views, so nothing is lost by that.
+    storage_compatibility: str = "v1.5.0"
 
     def wanted_views(self, lake: Lake) -> dict[str, str]:
         views = {}
@@ -53,9 +56,9 @@ class Warehouse(dg.ConfigurableResource):
         if not stale:
             return []
         try:
-            con = duckdb.connect(self.path)
-        except duckdb.IOException as err:
-            log.warning("warehouse %s is locked by another process; views not refreshed (%s)", self.path, err)
+            con = duckdb.connect(self.path, config={"storage_compatibility_version": self.storage_compatibility})
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            log.warning("warehouse %s is held by another session; views not refreshed (%s)", self.path, err)
             return []
         try:
             for sql in stale.values():

@@ -10,15 +10,16 @@ the 30-day window on the last day, so their tombstones are exercised.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from assets.feature_store import (
@@ -115,7 +116,7 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame, columns) -> None:
 # --------------------------------------------------------------------------- snapshots
 
 
-def test_snapshot_windows_and_tombstones():
+def test_snapshot_windows_and_tombstones(tmp_path):
     """Window edges of the SQL: [T-24h, T), [T-30d, T); T-30d-1us only yields a tombstone."""
     t = dt.datetime(2026, 10, 5)
     us = dt.timedelta(microseconds=1)
@@ -135,15 +136,11 @@ def test_snapshot_windows_and_tombstones():
         "label_ts": [t - us, t, t - dt.timedelta(hours=1)],  # e1's chargeback arrives at T: not yet known
         "is_fraud": True, "reason_code": "x",
     })
-    with pytest.MonkeyPatch.context():
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            tx_file, lb_file = f"{tmp}/tx.parquet", f"{tmp}/lb.parquet"
-            pa.parquet.write_table(pa.Table.from_pandas(df, preserve_index=False), tx_file)
-            pa.parquet.write_table(pa.Table.from_pandas(labels, preserve_index=False), lb_file)
-            users = compute_user_state([tx_file], t).to_pandas().set_index("user_id")
-            merchants = compute_merchant_state([tx_file], [lb_file], t).to_pandas().set_index("merchant_id")
+    tx_file, lb_file = str(tmp_path / "tx.parquet"), str(tmp_path / "lb.parquet")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tx_file)
+    pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), lb_file)
+    users = compute_user_state([tx_file], t).to_pandas().set_index("user_id")
+    merchants = compute_merchant_state([tx_file], [lb_file], t).to_pandas().set_index("merchant_id")
 
     assert list(users.index) == [1, 2, 3]
     u1 = users.loc[1]
@@ -299,6 +296,6 @@ def test_config_is_pluggable_and_absolute(tmp_path):
 
 def test_code_location_does_not_import_feast():
     code = "import sys, assets.feature_store, resources.feast_store; assert 'feast' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={"PYTHONPATH": str(ROOT)})
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert len(FEATURE_STORE_ASSETS) == 4
     assert set(ON_DEMAND_FEATURES) <= set(SERVED_FEATURES)

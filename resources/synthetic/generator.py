@@ -72,6 +72,8 @@ def _event_ids(seed: int, day: dt.date, stream: int, n: int) -> np.ndarray:
         x ^= x >> np.uint64(27)
         x *= np.uint64(0x94D049BB133111EB)
         x ^= x >> np.uint64(31)
+    if n == 0:
+        return np.array([], dtype=object)
     return np.char.add("tx", np.char.zfill(np.char.mod("%x", x), 16)).astype(object)
 
 

@@ -1,0 +1,22 @@
+"""Shared fixtures: every test gets its own data directory; nothing touches ./data."""
+
+import pytest
+
+from resources import DataQuality, FeatureEngine, Lake, SyntheticEventSource, Warehouse
+
+SMALL_WORLD = dict(seed=11, n_users=300, n_merchants=80, events_per_day=600, fraud_rate=0.01)
+
+
+def make_resources(root, event_source=None, **quality) -> dict:
+    return {
+        "event_source": event_source or SyntheticEventSource(**SMALL_WORLD),
+        "lake": Lake(root=str(root / "lake")),
+        "warehouse": Warehouse(path=str(root / "warehouse.duckdb")),
+        "feature_engine": FeatureEngine(threads=2),
+        "quality": DataQuality(**quality),
+    }
+
+
+@pytest.fixture
+def resources(tmp_path):
+    return make_resources(tmp_path)
