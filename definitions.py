@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import features, ingestion
+from assets import evaluation, feature_store, features, ingestion, training
 from resources import LandingFolderEventSource, resources_for_env
 from sensors.landing import build_landing_sensor
 
 RESOURCES = resources_for_env()
 
-data_plane_assets = dg.load_assets_from_modules([ingestion, features])
+ASSET_MODULES = [ingestion, features, feature_store, training, evaluation]
 
 data_plane_job = dg.define_asset_job(
     "data_plane_job",
-    selection=dg.AssetSelection.groups("ingestion", "features"),
-    description="Raw events of a day, validated, and their point-in-time features.",
+    selection=dg.AssetSelection.groups("ingestion", "features", "feature_store"),
+    description="Raw events of a day, validated, their point-in-time features and the feature store.",
+)
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.groups("training"),
+    description="Point-in-time training set, Lightning model, evaluation gate.",
 )
 
 landing_sensor = build_landing_sensor(
@@ -25,9 +31,9 @@ landing_sensor = build_landing_sensor(
 )
 
 defs = dg.Definitions(
-    assets=data_plane_assets,
-    asset_checks=dg.load_asset_checks_from_modules([ingestion, features]),
-    jobs=[data_plane_job],
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    jobs=[data_plane_job, training_job],
     sensors=[landing_sensor],
     resources=RESOURCES,
 )

@@ -226,15 +226,21 @@ def feast_registry(feast: FeastStore) -> dg.MaterializeResult:
     })
 
 
+class OnlineFeaturesConfig(dg.Config):
+    # Load this day's snapshot even when a newer one is online (a deliberate rollback).
+    force: bool = False
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[user_state, merchant_state, feast_registry],
-    kinds={"feast", "sqlite"},
+    kinds={"feast"},
     pool="feast_online_store",
     description="Loads day D's snapshot (stamped end of D) into the Feast online store.",
 )
-def online_features(context: dg.AssetExecutionContext, lake: Lake, feast: FeastStore) -> dg.MaterializeResult:
+def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesConfig, lake: Lake,
+                    feast: FeastStore) -> dg.MaterializeResult:
     key = context.partition_key
     as_of = snapshot_instant(key)
     for table in (USER_STATE_TABLE, MERCHANT_STATE_TABLE):
@@ -243,7 +249,7 @@ def online_features(context: dg.AssetExecutionContext, lake: Lake, feast: FeastS
     if not feast.is_applied():
         context.log.info("Feast registry missing: applying the definitions")
         feast.apply()
-    result = feast.materialize_snapshot(as_of)
+    result = feast.materialize_snapshot(as_of, force=config.force)
     if result["skipped"]:
         context.log.warning(f"online store already serves a newer snapshot ({result['online_as_of']}); "
                             f"left it unchanged")

@@ -3,6 +3,7 @@
 Integers and strings must match exactly, floats within 1e-9 relative or 1e-6 absolute,
 timestamps to the microsecond, and nulls must sit in the same places. Returns readable
 difference lines (empty when the tables agree) so the benchmark and tests can print them.
+Works on Arrow (both sides sorted by event_id) so 5M-row tables compare in seconds.
 """
 
 from __future__ import annotations
@@ -10,35 +11,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bench.spec import COLUMNS
 
 REL_TOL, ABS_TOL = 1e-9, 1e-6
 
 
-def to_pandas(table) -> pd.DataFrame:
-    """Accept a pandas/Polars frame or an Arrow table; timestamps become naive UTC."""
+def to_arrow(table) -> pa.Table:
+    """Accept an Arrow table or a pandas/Polars frame."""
     if isinstance(table, pa.Table):
-        df = table.to_pandas()
-    elif isinstance(table, pd.DataFrame):
-        df = table
-    else:  # polars
-        df = table.to_pandas()
-    df = df.copy()
-    for col in df.columns:
-        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
-            df[col] = df[col].dt.tz_convert("UTC").dt.tz_localize(None)
-    return df
+        return table
+    if isinstance(table, pd.DataFrame):
+        return pa.Table.from_pandas(table, preserve_index=False)
+    return table.to_arrow()  # polars
 
 
-def _kind(series: pd.Series) -> str:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "ts"
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series):
-        return "float"
-    return "other"
+def _values(col: pa.ChunkedArray) -> tuple[str, np.ndarray]:
+    """(kind, numpy values) with nulls filled by a placeholder; kinds: int, float, ts, str."""
+    t = col.type
+    if pa.types.is_timestamp(t):
+        us = col.cast(pa.timestamp("us", tz=t.tz), safe=False).cast(pa.int64())
+        return "ts", us.fill_null(0).to_numpy()
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return "int", col.cast(pa.int64()).fill_null(0).to_numpy()
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float", col.cast(pa.float64()).fill_null(np.nan).to_numpy()
+    return "str", col.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
+
+
+def _by_event_id(t: pa.Table) -> pa.Table:
+    return t.take(pc.sort_indices(t, [("event_id", "ascending")]))
 
 
 def compare_features(expected, actual, names=("expected", "actual"), max_rows: int = 5,
@@ -47,53 +50,59 @@ def compare_features(expected, actual, names=("expected", "actual"), max_rows: i
     `columns` (default: all of the spec) are compared; `check_order` also requires the
     spec's column order."""
     a_name, b_name = names
-    a, b = to_pandas(expected), to_pandas(actual)
+    a, b = to_arrow(expected), to_arrow(actual)
     check_order = check_order and columns is None
     columns = columns or COLUMNS
     problems = []
-    for name, df in ((a_name, a), (b_name, b)):
-        missing = [c for c in columns if c not in df.columns]
+    for name, t in ((a_name, a), (b_name, b)):
+        missing = [c for c in columns if c not in t.column_names]
         if missing:
             problems.append(f"{name}: missing columns {missing}")
-        elif check_order and list(df.columns) != columns:
-            problems.append(f"{name}: column order {list(df.columns)} != spec {columns}")
-        dups = df["event_id"].duplicated().sum()
-        if dups:
-            problems.append(f"{name}: {dups} duplicate event_id rows, e.g. {df.loc[df['event_id'].duplicated(), 'event_id'].iloc[0]}")
-    a = a.drop_duplicates("event_id").set_index("event_id")
-    b = b.drop_duplicates("event_id").set_index("event_id")
-    only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
-    if len(only_a):
-        problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {list(only_a[:max_rows])}")
-    if len(only_b):
-        problems.append(f"{len(only_b)} rows only in {b_name}, e.g. {list(only_b[:max_rows])}")
-    common = a.index.intersection(b.index)
-    a, b = a.loc[common], b.loc[common]
+        elif check_order and t.column_names != columns:
+            problems.append(f"{name}: column order {t.column_names} != spec {columns}")
+    a, b = _by_event_id(a), _by_event_id(b)
+    ids = {}
+    for name, t in ((a_name, a), (b_name, b)):
+        ids[name] = t.column("event_id").cast(pa.string()).to_numpy(zero_copy_only=False)
+        dup = ids[name][1:][ids[name][1:] == ids[name][:-1]]
+        if len(dup):
+            problems.append(f"{name}: {len(dup)} duplicate event_id rows, e.g. {dup[0]}")
+    a_ids, b_ids = ids[a_name], ids[b_name]
+    if len(a_ids) != len(b_ids) or not (a_ids == b_ids).all():
+        only_a, only_b = np.setdiff1d(a_ids, b_ids), np.setdiff1d(b_ids, a_ids)
+        if len(only_a):
+            problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {list(only_a[:max_rows])}")
+        if len(only_b):
+            problems.append(f"{len(only_b)} rows only in {b_name}, e.g. {list(only_b[:max_rows])}")
+        # Align on the common ids (first occurrence of each).
+        common = np.intersect1d(a_ids, b_ids)
+        a = a.take(pa.array(np.searchsorted(a_ids, common)))
+        b = b.take(pa.array(np.searchsorted(b_ids, common)))
+        a_ids = common
     for col in columns[1:]:
-        if col not in a.columns or col not in b.columns:
+        if col not in a.column_names or col not in b.column_names:
             continue
-        x, y = a[col], b[col]
-        x_null, y_null = x.isna().to_numpy(), y.isna().to_numpy()
+        x_col, y_col = a.column(col), b.column(col)
+        x_null = x_col.is_null().to_numpy(zero_copy_only=False)
+        y_null = y_col.is_null().to_numpy(zero_copy_only=False)
+        (xk, x), (yk, y) = _values(x_col), _values(y_col)
         both = ~x_null & ~y_null
-        kind = _kind(x) if x.notna().any() else _kind(y)
-        if kind == "ts":
-            xv = pd.to_datetime(x).astype("datetime64[us]").to_numpy()
-            yv = pd.to_datetime(y).astype("datetime64[us]").to_numpy()
-            bad = both & (xv != yv)
-        elif kind == "float" or _kind(y) == "float":
-            xv, yv = x.to_numpy(dtype="float64", na_value=np.nan), y.to_numpy(dtype="float64", na_value=np.nan)
-            diff = np.abs(xv - yv)
+        if "float" in (xk, yk):
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            diff = np.abs(x - y)
             with np.errstate(invalid="ignore", divide="ignore"):
-                rel = diff / np.maximum(np.abs(xv), np.abs(yv))
+                rel = diff / np.maximum(np.abs(x), np.abs(y))
             bad = both & ~((diff <= ABS_TOL) | (rel <= REL_TOL))
-        elif kind == "int":
-            bad = both & (x.astype("Int64") != y.astype("Int64")).fillna(False).to_numpy(dtype=bool)
+        elif xk != yk:
+            problems.append(f"{col}: {a_name} is {x_col.type}, {b_name} is {y_col.type}")
+            continue
         else:
-            bad = both & (x.astype(str).to_numpy() != y.astype(str).to_numpy())
+            bad = both & (x != y)
         bad |= x_null != y_null
         n_bad = int(bad.sum())
         if n_bad:
-            ids = common[bad][:max_rows]
-            examples = "; ".join(f"{i}: {a_name}={a.at[i, col]!r} {b_name}={b.at[i, col]!r}" for i in ids)
-            problems.append(f"{col}: {n_bad} of {len(common)} rows differ, e.g. {examples}")
+            rows = np.flatnonzero(bad)[:max_rows]
+            examples = "; ".join(f"{a_ids[i]}: {a_name}={x_col[int(i)].as_py()!r} {b_name}={y_col[int(i)].as_py()!r}"
+                                 for i in rows)
+            problems.append(f"{col}: {n_bad} of {len(a_ids)} rows differ, e.g. {examples}")
     return problems

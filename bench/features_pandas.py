@@ -1,7 +1,7 @@
 """pandas baseline of docs/features.md, written the way a data scientist would.
 
 It is the benchmark's baseline, so it favours the obvious idioms over speed:
-`groupby().rolling(window, on="event_ts", closed="left")` for the half-open windows,
+`groupby(key).rolling(window, closed="left")` on a time index for the half-open windows,
 `merge_asof(allow_exact_matches=False)` for "the latest strictly earlier transaction", a
 rolling `apply` for distinct merchants, and a merge-then-filter for chargebacks.
 """
@@ -41,7 +41,8 @@ def compute_features_pandas(transactions: pd.DataFrame, labels: pd.DataFrame, st
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     lookback = pd.Timedelta(LOOKBACK)
     tx = transactions[(transactions["event_ts"] >= start - lookback) & (transactions["event_ts"] < end)]
-    tx = tx.sort_values(["user_id", "event_ts", "event_id"], ignore_index=True)
+    # Earlier payments at one instant are ordered as they come (the spec leaves that tie open).
+    tx = tx.sort_values(["user_id", "event_ts"], kind="stable", ignore_index=True)
 
     f = tx[REQUEST_COLUMNS].copy()
     f["hour_of_day"] = tx["event_ts"].dt.hour.astype("int32")
@@ -70,7 +71,7 @@ def compute_features_pandas(transactions: pd.DataFrame, labels: pd.DataFrame, st
     f = f[(f["event_ts"] >= start)]
     f["merchant_cb_count_30d"] = _chargebacks(f, labels).astype("int64")
     f["merchant_cb_rate_30d"] = f["merchant_cb_count_30d"] / f["merchant_txn_count_30d"].clip(lower=1)
-    return f[COLUMNS].sort_values(["event_ts", "event_id"], ignore_index=True)
+    return f[COLUMNS].reset_index(drop=True)
 
 
 def _chargebacks(f: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:

@@ -2,8 +2,9 @@
 
 Written as a competent Polars user would: one lazy query, `rolling_*_by(closed="left")`
 over user/merchant partitions for the half-open windows, `Expr.rolling` for distinct
-merchants, a self `join_asof(allow_exact_matches=False)` for the previous transaction (and the
-previous one at the same merchant), and a join-then-filter against the chargebacks. Threads come from POLARS_MAX_THREADS.
+merchants, self `join_asof(allow_exact_matches=False)` for the previous transaction (of the
+user, and of the user at this merchant), and a join-then-filter against the chargebacks.
+Threads come from POLARS_MAX_THREADS.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ def compute_features_polars(transactions: pl.LazyFrame | pl.DataFrame, labels: p
           .filter(pl.col("event_ts") >= start - LOOKBACK, pl.col("event_ts") < end)
           .with_columns(one=pl.lit(1, dtype=pl.Int64))
           # One global time sort serves everything: each user's/merchant's rows are then in
-          # time order for the rolling windows, the as-of join needs no re-sort, and the
-          # output comes out in (event_ts, event_id) order.
+          # time order for the rolling windows and the as-of joins need no re-sort.
           .sort("event_ts", "event_id"))
 
     f = tx.with_columns(

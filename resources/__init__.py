@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 
 from .event_source import EventSource, LandingFolderEventSource, SyntheticEventSource
+from .feast_store import FeastStore
 from .feature_engine import FeatureEngine
 from .lake import Lake
+from .mlflow_registry import MlflowRegistry
 from .quality import DataQuality
 from .warehouse import Warehouse
 
-__all__ = ["EventSource", "LandingFolderEventSource", "SyntheticEventSource", "FeatureEngine", "Lake",
-           "DataQuality", "Warehouse", "resources_for_env"]
+__all__ = ["EventSource", "LandingFolderEventSource", "SyntheticEventSource", "FeastStore", "FeatureEngine", "Lake",
+           "MlflowRegistry", "DataQuality", "Warehouse", "resources_for_env"]
 
 
 def _event_source() -> EventSource:
@@ -40,6 +42,9 @@ def local_resources(data_dir: str = "data") -> dict:
         "warehouse": Warehouse(path=f"{data_dir}/warehouse.duckdb"),
         "feature_engine": FeatureEngine(),
         "quality": DataQuality(),
+        "feast": FeastStore(repo_dir=f"{data_dir}/feast", lake_root=f"{data_dir}/lake"),
+        "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{data_dir}/mlflow.db",
+                                          artifact_root=f"{data_dir}/mlartifacts"),
     }
 
 

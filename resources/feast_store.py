@@ -13,8 +13,11 @@ it takes seconds to import and the Dagster code location must load fast.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -32,6 +35,37 @@ CONFIG_FILE = "feature_store.yaml"
 SHIM_FILE = "driftline_repo.py"
 # The snapshot feature views that `materialize_snapshot` loads into the online store.
 SNAPSHOT_VIEWS = ("user_state", "merchant_state")
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _single_partition_sources():
+    """Within the block, feast's dask offline store reads each source as one partition.
+
+    Feast 0.67 reads a FileSource directory with one dask partition per file (one per
+    snapshot day), then left-joins the entity rows into that many hash partitions. A partition
+    that holds only unmatched rows (new users, masked rows) has an all-null timestamp column,
+    and the later sort fails ("Divisions calculation failed for non-numeric column"). One
+    partition per source avoids that (and is faster: the snapshots are small).
+    """
+    from feast.infra.offline_stores import dask as feast_dask
+
+    original = getattr(feast_dask, "_read_datasource", None)
+    if original is None:  # a feast without this helper: nothing to adjust
+        yield
+        return
+
+    def read_one_partition(data_source, repo_path):
+        return original(data_source, repo_path).repartition(npartitions=1)
+
+    with _PATCH_LOCK:
+        feast_dask._read_datasource = read_one_partition
+        try:
+            yield
+        finally:
+            feast_dask._read_datasource = original
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
@@ -148,7 +182,9 @@ class FeastStore(dg.ConfigurableResource):
                 if (type(existing).__name__, existing.name) not in wanted and isinstance(
                         existing, (FeatureService, OnDemandFeatureView, FeatureView, Entity)):
                     stale.append(existing)
-        store.apply(objects, objects_to_delete=stale, partial=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+            store.apply(objects, objects_to_delete=stale, partial=False)
         return self.describe(store) | {"removed": sorted(o.name for o in stale)}
 
     def describe(self, store: "FeatureStore | None" = None) -> dict[str, Any]:
@@ -259,15 +295,16 @@ class FeastStore(dg.ConfigurableResource):
         if clash:
             raise ValueError(f"entity_df already has columns {clash}; drop them first")
         row_col, ts_col = "__driftline_row", "event_timestamp"
-        df = entity_df.copy().reset_index(drop=True)
-        df[row_col] = range(len(df))
-        df[ts_col] = pd.to_datetime(df["event_ts"], utc=True).astype("datetime64[ns, UTC]")
-        if "event_epoch_s" not in df.columns:
-            df["event_epoch_s"] = epoch_seconds(df["event_ts"])
+        # Only what the join needs goes through Feast (dask tokenizes every column it carries,
+        # string columns dearly); the caller's columns are put back afterwards.
+        df = pd.DataFrame({row_col: range(len(entity_df))})
+        df[ts_col] = pd.to_datetime(entity_df["event_ts"].to_numpy(), utc=True).astype("datetime64[ns, UTC]")
         for key in ENTITY_KEYS:
-            df[key] = df[key].astype("int64")
-        df["amount"] = df["amount"].astype("float64")
-        df["event_epoch_s"] = df["event_epoch_s"].astype("float64")
+            df[key] = entity_df[key].to_numpy().astype("int64")
+        df["amount"] = entity_df["amount"].to_numpy().astype("float64")
+        epoch = entity_df["event_epoch_s"] if "event_epoch_s" in entity_df.columns else epoch_seconds(entity_df["event_ts"])
+        df["event_epoch_s"] = pd.Series(epoch).to_numpy().astype("float64")
+        df["country"] = pd.array([None if pd.isna(v) else str(v) for v in entity_df["country"]], dtype="string[pyarrow]")
         # feast's dask join deduplicates on (join keys, timestamp), one view at a time: rows
         # sharing an instant must differ in their timestamp. Ties get 0..999 ns added (snapshots
         # are stamped on whole seconds, so the snapshot a row sees does not change); more than
@@ -279,10 +316,13 @@ class FeastStore(dg.ConfigurableResource):
         store = self.store()
         service = store.get_feature_service(FEATURE_SERVICE)
         parts = []
-        for round_no in sorted(set(tie // 1000)):
-            part = df[tie // 1000 == round_no]
-            parts.append(store.get_historical_features(entity_df=part, features=service).to_df())
-        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        with _single_partition_sources(), warnings.catch_warnings():
+            # the tie-break nanoseconds are truncated in feast's source range pre-filter: harmless
+            warnings.filterwarnings("ignore", message="Discarding nonzero nanoseconds")
+            for round_no in sorted(set(tie // 1000)):
+                part = df[tie // 1000 == round_no]
+                parts.append(store.get_historical_features(entity_df=part, features=service).to_df())
+        out = pd.concat(parts, ignore_index=True)
         if len(out) != len(df) or not out[row_col].is_unique:
             raise RuntimeError(f"point-in-time join returned {len(out)} rows for {len(df)} entity rows")
         out = out.sort_values(row_col, kind="stable").reset_index(drop=True)

@@ -38,11 +38,14 @@ class Lake(dg.ConfigurableResource):
         return str(self.table_dir(table) / "*" / "*.parquet")
 
     def write_partition(self, table: str, date: str, data: pa.Table) -> Path:
-        target = self.partition_file(table, date)
+        return self.write_partition_file(self.partition_file(table, date), data)
+
+    def write_partition_file(self, target: Path, data: pa.Table) -> Path:
+        """Write `data` to `target` atomically: staged outside the table, then renamed."""
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
-        tmp = staging / f"{table}-{date}-{uuid.uuid4().hex}.parquet"
+        tmp = staging / f"{target.parent.name}-{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(data, tmp, compression="zstd")
             os.replace(tmp, target)

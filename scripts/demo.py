@@ -40,6 +40,27 @@ def _days(n: int) -> list[str]:
     return [(start + dt.timedelta(days=k)).isoformat() for k in range(n)]
 
 
+def _run_group(assets, groups, resources, instance, tags=None, raise_on_error=True):
+    keys = dg.AssetSelection.groups(*groups).resolve(assets)
+    return dg.materialize(assets, selection=[a for a in assets if a.key in keys], resources=resources,
+                          instance=instance, tags={"driftline/trigger": "demo", **(tags or {})},
+                          raise_on_error=raise_on_error)
+
+
+def _print_training(result, resources) -> None:
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    if "fraud_model" in meta:
+        m = meta["fraud_model"]
+        print(f"fraud_model v{m['model_version'].value}: test PR-AUC {m['test_pr_auc'].value:.3f} "
+              f"(prevalence {m['test_prevalence'].value:.4f}), ROC-AUC {m['test_roc_auc'].value:.3f}, "
+              f"{m['epochs'].value} epochs on {m['accelerator'].value}")
+    if "model_evaluation" in meta:
+        e = meta["model_evaluation"]
+        print(f"model_evaluation: {e['decision'].value}: {e['reason'].value}; {e['action'].value}")
+    print(f"registry aliases: {resources['mlflow_registry'].aliases()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=int(os.environ.get("DRIFTLINE_DEMO_DAYS", 21)))
@@ -62,13 +83,20 @@ def main() -> None:
         print(f"  {day}  transactions {tx['valid_rows'].value:>6} valid, {tx['quarantined_rows'].value} quarantined"
               f"   chargebacks {meta['raw_labels']['valid_rows'].value:>3}")
 
-    downstream = dg.AssetSelection.all() - dg.AssetSelection.groups("ingestion")
-    selected = [a for a in assets if a.key in downstream.resolve(assets)]
-    result = dg.materialize(assets, selection=selected, resources=resources, instance=instance, tags={
-        "dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1],
-        "driftline/trigger": "demo"})
-    print(f"features and feature store for {days[0]}..{days[-1]}: "
-          f"{'ok' if result.success else 'FAILED'} ({len(result.get_asset_materialization_events())} materializations)")
+    result = _run_group(assets, ["features"], resources, instance, tags={
+        "dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
+    print(f"transaction_features {days[0]}..{days[-1]} in one backfill run: {'ok' if result.success else 'FAILED'}")
+    state = [a for a in assets if a.key.to_user_string() in ("user_state", "merchant_state")]
+    for day in days:
+        dg.materialize(assets, selection=state, partition_key=day, resources=resources, instance=instance,
+                       tags={"driftline/trigger": "demo"})
+    online = [a for a in assets if a.key.to_user_string() in ("feast_registry", "online_features")]
+    result = dg.materialize(assets, selection=online, partition_key=days[-1], resources=resources,
+                            instance=instance, tags={"driftline/trigger": "demo"})
+    print(f"feature snapshots for {len(days)} days; Feast registry applied, online store as of the end of "
+          f"{days[-1]}: {'ok' if result.success else 'FAILED'}")
+    result = _run_group(assets, ["training"], resources, instance, raise_on_error=False)
+    _print_training(result, resources)
 
     warehouse = resources["warehouse"]
     for title, sql in ANALYST_QUERIES.items():

@@ -1,8 +1,8 @@
 """Feast feature store: snapshots, online/offline consistency, point-in-time correctness.
 
 One small synthetic world (module fixture) goes through the real assets in-process:
-`user_state` / `merchant_state` for four days, `feast_registry`, then `online_features` day
-by day, against a real Feast repo (file registry, sqlite online store, file offline store)
+`raw_transactions`, `raw_labels` and `transaction_features` for five days, `user_state` /
+`merchant_state` for four, `feast_registry`, then `online_features` day by day, against a real Feast repo (file registry, sqlite online store, file offline store)
 in a temporary folder. Hand-placed rows 30 days back make one user and one merchant leave
 the 30-day window on the last day, so their tombstones are exercised.
 """
@@ -29,9 +29,12 @@ from assets.feature_store import (
 from resources.feast_repo.schema import (
     MERCHANT_STATE_FEATURES, ON_DEMAND_FEATURES, SERVED_FEATURES, USER_STATE_FEATURES,
 )
+from assets.features import transaction_features
+from assets.ingestion import raw_labels, raw_transactions
+from resources import SyntheticEventSource
 from resources.feast_store import FeastStore
 from resources.lake import Lake
-from resources.synthetic import SyntheticWorld, WorldConfig
+from tests.conftest import make_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(5)]  # snapshots of DAYS[:4]; DAYS[4] is "after"
@@ -41,13 +44,9 @@ DROPOUT_DAY = dt.date(2026, 9, 4)  # 30 days before DAYS[3]: in the window of DA
 DROPOUT_USER, DROPOUT_MERCHANT = 10_001, 10_001
 UNKNOWN_USER, UNKNOWN_MERCHANT = 20_001, 20_001
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::RuntimeWarning",
-                                        "ignore::DeprecationWarning")
-
-
-def _tx_table(df: pd.DataFrame) -> pa.Table:
-    cols = ["event_id", "event_ts", "user_id", "merchant_id", "amount", "category", "country", "channel"]
-    return pa.Table.from_pandas(df[cols], preserve_index=False)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::FutureWarning", "ignore::DeprecationWarning",
+    "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies")
 
 
 def _materialize(assets, resources, partition_key=None):
@@ -60,25 +59,34 @@ def _meta(result, asset_name):
     return {k: v.value for k, v in result.asset_materializations_for_node(asset_name)[0].metadata.items()}
 
 
+REQUEST_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "amount", "category", "country", "channel"]
+
+
+def _transactions(lake: Lake, day: dt.date) -> pd.DataFrame:
+    """The valid transactions of a day, as the training set reads them (request columns only)."""
+    return lake.read_partition("transaction_features", day.isoformat()).select(REQUEST_COLUMNS).to_pandas()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("feast")
-    lake = Lake(root=str(root / "lake"))
-    feast = FeastStore(repo_dir=str(root / "feast"), lake_root=str(root / "lake"))
-    resources = {"lake": lake, "feast": feast}
-    synth = SyntheticWorld(WorldConfig(seed=3, n_users=150, n_merchants=40, events_per_day=400, fraud_rate=0.04))
-    transactions = {d: synth.transactions(d) for d in DAYS}
-    # transaction_features-shaped partitions (the columns the snapshots read) and raw_labels.
-    for d in SNAPSHOT_DAYS:
-        lake.write_partition("transaction_features", d.isoformat(), _tx_table(transactions[d]))
-        lake.write_partition("raw_labels", d.isoformat(), pa.Table.from_pandas(synth.labels(d), preserve_index=False))
+    source = SyntheticEventSource(seed=3, n_users=150, n_merchants=40, events_per_day=400, fraud_rate=0.04)
+    resources = make_resources(root, event_source=source)
+    lake = resources["lake"]
+    feast = FeastStore(repo_dir=str(root / "feast"), lake_root=lake.root)
+    resources["feast"] = feast
+    # The real data plane: raw events, validated, and their point-in-time features.
+    for d in DAYS:
+        _materialize([raw_transactions, raw_labels, transaction_features], resources, d.isoformat())
+    # Hand-placed history 30 days before the last snapshot day (before the first partition).
     dropout = pd.DataFrame({
         "event_id": ["drop-1", "drop-2"],
         "event_ts": pd.to_datetime(["2026-09-04 10:00:00", "2026-09-04 11:00:00"]),
         "user_id": [DROPOUT_USER, DROPOUT_USER], "merchant_id": [DROPOUT_MERCHANT, 3],
         "amount": [40.0, 44.0], "category": ["grocery"] * 2, "country": ["DE", "AT"], "channel": ["pos"] * 2,
     })
-    lake.write_partition("transaction_features", DROPOUT_DAY.isoformat(), _tx_table(dropout))
+    lake.write_partition("transaction_features", DROPOUT_DAY.isoformat(),
+                         pa.Table.from_pandas(dropout, preserve_index=False))
 
     snapshot_meta = {}
     for d in SNAPSHOT_DAYS:
@@ -94,7 +102,8 @@ def world(tmp_path_factory):
                "event_ts": dt.datetime.combine(d, dt.time()) + dt.timedelta(days=1, minutes=1)}
         dropout_online[d] = feast.online_features([row]).iloc[0]
     return {
-        "lake": lake, "feast": feast, "resources": resources, "transactions": transactions,
+        "lake": lake, "feast": feast, "resources": resources,
+        "transactions": {d: _transactions(lake, d) for d in DAYS},
         "snapshot_meta": snapshot_meta, "registry_meta": _meta(registry_meta, "feast_registry"),
         "online_meta": online_meta, "dropout_online": dropout_online,
     }
@@ -281,6 +290,51 @@ def test_training_frame_is_point_in_time(world):
     assert not np.array_equal(pre, at)
 
 
+def test_training_frame_keeps_every_row(world):
+    """Batch scoring "as of" one instant: >1000 rows share a timestamp, some share all keys.
+
+    feast's dask join deduplicates on (keys, timestamp) and drops rows whose snapshots all
+    lie outside their window; FeastStore.training_frame works around both.
+    """
+    feast, lake = world["feast"], world["lake"]
+    users = lake.read_partition("user_state", SNAPSHOT_DAYS[3].isoformat()).column("user_id").to_pylist()
+    merchants = list(range(7))
+    at = LAST_T + dt.timedelta(hours=1)
+    rows = pd.DataFrame([(u, m) for u in users for m in merchants], columns=["user_id", "merchant_id"])
+    rows["amount"] = 10.0 + rows.index % 13
+    rows["country"] = np.where(rows.index % 3 == 0, "FR", "DE").astype(object)
+    rows.loc[5, "country"] = None
+    dup = rows.head(3).assign(amount=[1.0, 2.0, 3.0])  # same user, merchant and instant, other amounts
+    early = rows.head(2).assign(event_ts=pd.Timestamp("2026-09-20"))  # entity has only later snapshots
+    rows = pd.concat([rows.assign(event_ts=pd.Timestamp(at)), dup.assign(event_ts=pd.Timestamp(at)), early],
+                     ignore_index=True)
+    assert len(rows) > 1000
+    training = feast.training_frame(rows)
+    assert len(training) == len(rows)
+    assert training[["user_id", "merchant_id", "amount"]].equals(rows[["user_id", "merchant_id", "amount"]])
+    early_rows = training.tail(2)
+    assert early_rows[list(USER_STATE_FEATURES) + list(MERCHANT_STATE_FEATURES)].isna().all().all()
+    now = training.iloc[:-2]
+    online = feast.online_features(rows.iloc[:-2])
+    _assert_same(online, now, ["user_id", "merchant_id", *SERVED_FEATURES])
+    assert now.loc[5, "country_changed"] == 0  # unknown country: not a change
+    ratios = now["amount_to_user_mean_30d"] * now["user_mean_amount_30d"]
+    assert np.allclose(ratios.dropna(), now.loc[ratios.notna(), "amount"])
+
+
+def test_training_frame_without_any_match(world):
+    """Rows that match no snapshot at all (before the first one, unknown entities) get nulls."""
+    rows = pd.DataFrame({
+        "event_id": ["a", "b", "c"], "user_id": [1, 2, UNKNOWN_USER], "merchant_id": [1, 2, UNKNOWN_MERCHANT],
+        "event_ts": pd.to_datetime(["2026-09-20 10:00:00", "2026-09-30 23:59:59", "2026-10-05 12:00:00"]),
+        "amount": [5.0, 6.0, 7.0], "country": ["FR", "FR", "DE"],
+    })
+    frame = world["feast"].training_frame(rows)
+    assert len(frame) == 3
+    assert frame[list(USER_STATE_FEATURES) + list(MERCHANT_STATE_FEATURES)].isna().all().all()
+    assert list(frame["hour_of_day"]) == [10, 23, 12]
+
+
 # --------------------------------------------------------------------------- plumbing
 
 
@@ -295,7 +349,8 @@ def test_config_is_pluggable_and_absolute(tmp_path):
 
 
 def test_code_location_does_not_import_feast():
-    code = "import sys, assets.feature_store, resources.feast_store; assert 'feast' not in sys.modules"
+    code = ("import sys, assets.feature_store, resources.feast_store, resources.feast_repo; "
+            "heavy = {'feast', 'duckdb', 'dask'} & {m.split('.')[0] for m in sys.modules}; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert len(FEATURE_STORE_ASSETS) == 4
     assert set(ON_DEMAND_FEATURES) <= set(SERVED_FEATURES)

@@ -27,8 +27,8 @@ MICRO_UNITS = 1_000_000  # amounts are summed as exact int64 micro-units
 FEATURE_COLUMNS = [
     "event_id", "event_ts", "user_id", "merchant_id", "amount", "category", "country", "channel",
     "hour_of_day", "day_of_week",
-    "user_txn_count_1h", "user_amount_sum_1h", "user_txn_count_24h", "user_amount_sum_24h",
-    "user_txn_count_7d", "user_amount_sum_7d",
+    "user_txn_count_1h", "user_txn_count_24h", "user_txn_count_7d",
+    "user_amount_sum_1h", "user_amount_sum_24h", "user_amount_sum_7d",
     "seconds_since_prev_txn", "amount_to_user_mean_30d", "user_distinct_merchants_24h",
     "is_new_merchant", "country_changed",
     "merchant_txn_count_30d", "merchant_cb_count_30d", "merchant_cb_rate_30d",

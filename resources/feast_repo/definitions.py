@@ -40,9 +40,11 @@ def fraud_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     epoch = pd.to_numeric(inputs["event_epoch_s"], errors="coerce").astype("float64")
     last = pd.to_numeric(inputs["user_last_txn_epoch_s"], errors="coerce").astype("float64")
     out["seconds_since_last_txn"] = epoch - last
-    last_country = inputs["user_last_country"]
-    changed = last_country.notna() & (inputs["country"].astype(object) != last_country.astype(object))
-    out["country_changed"] = changed.astype("int64")
+    country, last_country = inputs["country"], inputs["user_last_country"]
+    known = (country.notna() & last_country.notna()).to_numpy(dtype=bool)
+    differs = (country.astype(object).fillna("").astype(str).to_numpy()
+               != last_country.astype(object).fillna("").astype(str).to_numpy())
+    out["country_changed"] = (known & differs).astype("int64")
     whole = np.floor(epoch.fillna(0.0).to_numpy())
     out["hour_of_day"] = ((whole // 3600) % 24).astype("int64")
     out["day_of_week"] = (((whole // 86400) + 3) % 7 + 1).astype("int64")  # ISO: 1970-01-01 was a Thursday

@@ -1,0 +1,121 @@
+"""`model_evaluation`: challenger against champion and a simple baseline on the same, later-in-
+time test split. Its blocking check keeps a worse model away from users."""
+
+import tempfile
+
+import dagster as dg
+
+from resources.lake import Lake
+from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
+
+from .training import fraud_model, read_splits
+
+STATUS_TAG = "driftline.evaluation"
+
+
+class EvaluationConfig(dg.Config):
+    max_pr_auc_drop: float = 0.02  # the challenger may trail the champion by at most this much
+    min_pr_auc: float = 0.05  # absolute floor for the very first model (prevalence is ~0.005)
+    fpr: float = 0.01
+
+
+def decide(challenger: float, champion: float | None, baseline: float, cfg: EvaluationConfig) -> tuple[bool, str]:
+    if challenger < baseline:
+        return False, f"PR-AUC {challenger:.4f} is below the logistic-regression baseline {baseline:.4f}"
+    if champion is None:
+        if challenger < cfg.min_pr_auc:
+            return False, f"first model: PR-AUC {challenger:.4f} is below the floor {cfg.min_pr_auc}"
+        return True, f"first model: PR-AUC {challenger:.4f} passes the floor {cfg.min_pr_auc} and the baseline"
+    if challenger < champion - cfg.max_pr_auc_drop:
+        return False, (f"PR-AUC {challenger:.4f} trails the champion's {champion:.4f} by more than "
+                       f"{cfg.max_pr_auc_drop}")
+    return True, f"PR-AUC {challenger:.4f} vs champion {champion:.4f} (margin {cfg.max_pr_auc_drop}); beats baseline"
+
+
+def baseline_scores(train, test, schema):
+    """Logistic regression on the same encoded features (one-hot categoricals)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from ml.dataset import encode_split
+
+    def design(frame):
+        cat, num, y = encode_split(schema, frame)
+        onehot = [np.eye(f.cardinality, dtype=np.float32)[cat[:, j]] for j, f in enumerate(schema.categorical)]
+        return np.hstack([num, *onehot]), y
+
+    x_train, y_train = design(train)
+    x_test, _ = design(test)
+    model = LogisticRegression(max_iter=500, class_weight="balanced", random_state=0)
+    model.fit(x_train, y_train)
+    return model.predict_proba(x_test)[:, 1]
+
+
+def version_scores(registry: MlflowRegistry, version: str, frame):
+    from seldon.artifact import ServingModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = ServingModel(registry.serving_artifact(version, tmp))
+        columns = {c: frame[c].to_numpy() for c in model.schema.feature_names if c in frame.columns}
+        return model.score_columns(columns), model.schema
+
+
+@dg.asset(group_name="training", deps=[fraud_model], kinds={"mlflow"},
+          check_specs=[dg.AssetCheckSpec("challenger_not_worse", asset="model_evaluation", blocking=True,
+                                         description="Challenger within the margin of the champion and "
+                                                     "better than the logistic-regression baseline.")])
+def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, lake: Lake,
+                     mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+    """Scores challenger, champion and a baseline on the test split; promotes the first model."""
+    from ml.features import LABEL
+    from ml.metrics import summary
+
+    challenger = mlflow_registry.version_for_alias(CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"no version of {mlflow_registry.model_name} has the alias {CHALLENGER!r}: train first")
+    champion = mlflow_registry.version_for_alias(CHAMPION)
+    frames = read_splits(lake)
+    test = frames["test"]
+    y = test[LABEL].to_numpy()
+    chal_scores, schema = version_scores(mlflow_registry, challenger.version, test)
+    rows = {"challenger": summary(y, chal_scores, config.fpr)}
+    if champion is not None and champion.version != challenger.version:
+        rows["champion"] = summary(y, version_scores(mlflow_registry, champion.version, test)[0], config.fpr)
+    rows["baseline"] = summary(y, baseline_scores(frames["train"], test, schema), config.fpr)
+    champ_pr = rows["champion"]["pr_auc"] if "champion" in rows else None
+    if champion is not None and champion.version == challenger.version:
+        champ_pr = rows["challenger"]["pr_auc"]
+    passed, reason = decide(rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config)
+
+    client = mlflow_registry.client()
+    name = mlflow_registry.model_name
+    client.set_model_version_tag(name, challenger.version, STATUS_TAG, "passed" if passed else "rejected")
+    client.set_model_version_tag(name, challenger.version, f"{STATUS_TAG}.reason", reason)
+    if passed and champion is None:
+        mlflow_registry.set_alias(CHAMPION, challenger.version)
+        mlflow_registry.delete_alias(CHALLENGER)
+        action = f"v{challenger.version} became the first champion"
+    elif passed:
+        action = f"v{challenger.version} goes on as canary against champion v{champion.version}"
+    else:
+        mlflow_registry.delete_alias(CHALLENGER)
+        action = f"v{challenger.version} rejected; champion {'v' + champion.version if champion else 'none'} unchanged"
+    context.log.info(f"{action}: {reason}")
+    table = _markdown(rows)
+    return dg.MaterializeResult(
+        metadata={"decision": "pass" if passed else "reject", "reason": reason, "action": action,
+                  "challenger_version": challenger.version,
+                  "champion_version": champion.version if champion else "none",
+                  "metrics": dg.MetadataValue.md(table),
+                  **{f"{who}_pr_auc": m["pr_auc"] for who, m in rows.items()}},
+        check_results=[dg.AssetCheckResult(check_name="challenger_not_worse", passed=passed, description=reason,
+                                           metadata={"challenger_version": challenger.version})],
+    )
+
+
+def _markdown(rows: dict[str, dict[str, float]]) -> str:
+    names = list(next(iter(rows.values())))
+    lines = ["| metric | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for m in names:
+        lines.append(f"| {m} | " + " | ".join(f"{rows[w][m]:.4f}" for w in rows) + " |")
+    return "\n".join(lines)

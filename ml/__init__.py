@@ -1,0 +1,1 @@
+"""Model code for the orchestration side: the network, its Lightning wrapper, metrics, export."""

@@ -1,0 +1,85 @@
+"""Training frames: transactions of a window, features as served at their time, labels as known
+at a cutoff, split by time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from seldon.artifact import FeatureSchema, encode_columns
+
+from .features import LABEL
+
+SPLITS = ("train", "val", "test")
+REQUEST_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "amount", "category", "country", "channel"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Transactions in [start, end) labelled with chargebacks known before `cutoff`."""
+
+    start: dt.datetime
+    end: dt.datetime
+    cutoff: dt.datetime
+
+    def days(self) -> list[str]:
+        n = (self.end - self.start).days
+        return [(self.start + dt.timedelta(days=k)).date().isoformat() for k in range(n)]
+
+
+def window_for(last_feature_day: dt.date, window_days: int, maturity_days: int, cutoff: dt.datetime | None) -> Window:
+    """The training window ends `maturity_days` before the cutoff: the newest transactions have
+    had no time to be charged back, and training on them would teach the model they are clean."""
+    cutoff = cutoff or dt.datetime.combine(last_feature_day + dt.timedelta(days=1), dt.time())
+    end = dt.datetime.combine(cutoff.date(), dt.time()) - dt.timedelta(days=maturity_days)
+    return Window(start=end - dt.timedelta(days=window_days), end=end, cutoff=cutoff)
+
+
+def load_transactions(lake, window: Window) -> pd.DataFrame:
+    import duckdb
+
+    files = lake.existing_partition_files("transaction_features", window.days())
+    if not files:
+        raise ValueError(f"no transaction_features partitions in {window.days()[0]}..{window.days()[-1]}")
+    cols = ", ".join(REQUEST_COLUMNS)
+    with duckdb.connect() as con:
+        return con.sql(f"select {cols} from read_parquet(?) order by event_ts, event_id", params=[files]).df()
+
+
+def known_labels(lake, window: Window) -> set[str]:
+    """event_ids with a fraud chargeback whose label_ts is before the cutoff."""
+    import duckdb
+
+    days = [(window.start + dt.timedelta(days=k)).date().isoformat()
+            for k in range((window.cutoff - window.start).days + 1)]
+    files = lake.existing_partition_files("raw_labels", days)
+    if not files:
+        return set()
+    with duckdb.connect() as con:
+        rows = con.sql("select event_id from read_parquet(?) where is_fraud and label_ts < ?",
+                       params=[files, window.cutoff]).fetchall()
+    return {r[0] for r in rows}
+
+
+def assign_splits(event_ts: pd.Series, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """Whole days, oldest to train, then validation, newest to test: no shuffling across time."""
+    days = np.sort(event_ts.dt.normalize().unique())
+    n = len(days)
+    n_test = max(1, int(round(n * test_fraction)))
+    n_val = max(1, int(round(n * val_fraction)))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"a window of {n} days is too short for train/validation/test splits")
+    day = event_ts.dt.normalize().to_numpy()
+    out = np.full(len(day), "train", dtype=object)
+    out[day >= days[n - n_test - n_val]] = "val"
+    out[day >= days[n - n_test]] = "test"
+    return out
+
+
+def encode_split(schema: FeatureSchema, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    columns = {name: frame[name].to_numpy() for name in schema.feature_names if name in frame.columns}
+    cat, num = encode_columns(schema, columns)
+    return cat, num, frame[LABEL].to_numpy().astype(np.float32)

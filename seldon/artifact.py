@@ -1,0 +1,146 @@
+"""The portable serving artifact: a TorchScript network plus `feature_schema.json`.
+
+The schema carries everything needed to turn raw feature values into the network's two input
+tensors (categorical indices and normalised numerics), so the serving side needs neither
+Lightning nor MLflow. Training encodes with the same functions, so the two cannot drift apart.
+
+Layout of an artifact directory:
+    model.pt              TorchScript: forward(cat: int64[N, C], num: float32[N, F]) -> float32[N] scores
+    feature_schema.json   see FeatureSchema
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_FILE = "feature_schema.json"
+MODEL_FILE = "model.pt"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CategoricalFeature:
+    name: str
+    vocabulary: list[str]  # index i <-> vocabulary[i]; anything else (or missing) -> len(vocabulary)
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.vocabulary) + 1  # + the out-of-vocabulary bucket
+
+
+@dataclass
+class NumericFeature:
+    name: str
+    transform: str  # "identity" | "log1p" (for non-negative, heavy-tailed values)
+    mean: float
+    std: float
+    fill: float  # used for missing values, before the transform
+    dtype: str = "float64"
+
+
+@dataclass
+class FeatureSchema:
+    model_name: str
+    model_version: str
+    categorical: list[CategoricalFeature]
+    numeric: list[NumericFeature]
+    threshold: float = 0.5  # flag when score >= threshold
+    schema_version: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.categorical] + [n.name for n in self.numeric]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSchema":
+        raw = json.loads(text)
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"feature schema version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        raw["categorical"] = [CategoricalFeature(**c) for c in raw["categorical"]]
+        raw["numeric"] = [NumericFeature(**n) for n in raw["numeric"]]
+        return cls(**raw)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def encode_columns(schema: FeatureSchema, columns: dict[str, "np.ndarray | list"]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw feature columns -> (categorical indices int64[N, C], normalised numerics float32[N, F]).
+
+    Unknown categories and missing values never fail: they map to the OOV bucket and to the
+    feature's fill value. Absent columns are treated as missing, so optional inputs may be left out.
+    """
+    n = _row_count(columns)
+    cat = np.empty((n, len(schema.categorical)), dtype=np.int64)
+    for j, feat in enumerate(schema.categorical):
+        lookup = {v: i for i, v in enumerate(feat.vocabulary)}
+        values = columns.get(feat.name)
+        oov = len(feat.vocabulary)
+        cat[:, j] = oov if values is None else [lookup.get(v, oov) if isinstance(v, str) else oov for v in values]
+    num = np.empty((n, len(schema.numeric)), dtype=np.float32)
+    for j, feat in enumerate(schema.numeric):
+        values = columns.get(feat.name)
+        x = np.full(n, feat.fill, dtype=np.float64) if values is None else _as_float(values, feat.fill)
+        if feat.transform == "log1p":
+            x = np.log1p(np.maximum(x, 0.0))
+        elif feat.transform != "identity":
+            raise ValueError(f"unknown transform {feat.transform!r} for {feat.name}")
+        num[:, j] = (x - feat.mean) / feat.std
+    return cat, num
+
+
+def _as_float(values, fill: float) -> np.ndarray:
+    arr = np.asarray(values, dtype=object if not isinstance(values, np.ndarray) else None)
+    if arr.dtype == object:
+        arr = np.array([fill if _is_missing(v) else float(v) for v in arr], dtype=np.float64)
+    else:
+        arr = arr.astype(np.float64)
+    return np.where(np.isfinite(arr), arr, fill)
+
+
+def _row_count(columns: dict) -> int:
+    lengths = {len(v) for v in columns.values() if v is not None}
+    if len(lengths) > 1:
+        raise ValueError(f"feature columns have different lengths: {sorted(lengths)}")
+    return lengths.pop() if lengths else 0
+
+
+def save_schema(directory: Path, schema: FeatureSchema) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SCHEMA_FILE
+    path.write_text(schema.to_json())
+    return path
+
+
+def load_schema(directory: Path) -> FeatureSchema:
+    return FeatureSchema.from_json((Path(directory) / SCHEMA_FILE).read_text())
+
+
+class ServingModel:
+    """A loaded artifact: scores raw feature columns."""
+
+    def __init__(self, directory: str | Path):
+        import torch
+
+        self.directory = Path(directory)
+        self.schema = load_schema(self.directory)
+        self.network = torch.jit.load(str(self.directory / MODEL_FILE), map_location="cpu").eval()
+
+    def score_columns(self, columns: dict) -> np.ndarray:
+        import torch
+
+        cat, num = encode_columns(self.schema, columns)
+        if len(cat) == 0:
+            return np.empty(0, dtype=np.float32)
+        with torch.inference_mode():
+            return self.network(torch.from_numpy(cat), torch.from_numpy(num)).numpy()
