@@ -120,15 +120,18 @@ def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake:
                            "n_train": len(frames["train"]), "features": ",".join(schema.feature_names)})
         mlflow.set_tags({"dagster_run_id": context.run.run_id, "git_commit": git_commit(),
                          "training_window": json.dumps(_split_ranges(frames))})
-        result = train(schema, splits, cfg, log=context.log.info,
+        tmp = tempfile.TemporaryDirectory()
+        checkpoint = Path(tmp.name) / "model.ckpt"
+        result = train(schema, splits, cfg, log=context.log.info, checkpoint_out=str(checkpoint),
                        metric_sink=lambda m, step: mlflow.log_metrics(m, step=step))
+        mlflow.log_artifact(str(checkpoint), "checkpoint")  # the Lightning model itself, for reuse
         test_metrics = evaluate(result.module, splits["test"], cfg.fpr)
         val_metrics = evaluate(result.module, splits["val"], cfg.fpr)
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"val_{k}": v for k, v in val_metrics.items() if k != "pr_auc"})
         mlflow.log_dict({"features": schema.feature_names}, "feature_list.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            artifact = export_artifact(result.module.net, schema, Path(tmp) / "serving")
+        with tmp:
+            artifact = export_artifact(result.module.net, schema, Path(tmp.name) / "serving")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).parents[1] / "ml" / "pyfunc_model.py"),
                 artifacts={"serving": str(artifact)}, code_paths=[str(Path(__file__).parents[1] / "seldon")],

@@ -1,7 +1,8 @@
 """Row-for-row comparison of two feature tables, keyed on event_id.
 
 Integers and strings must match exactly, floats within 1e-9 relative or 1e-6 absolute,
-timestamps to the microsecond, and nulls must sit in the same places. Returns readable
+timestamps to the microsecond, and nulls must sit in the same places (a float NaN is not
+a null: Parquet and SQL readers treat them differently). Returns readable
 difference lines (empty when the tables agree) so the benchmark and tests can print them.
 Works on Arrow (both sides sorted by event_id) so 5M-row tables compare in seconds.
 """
@@ -61,24 +62,30 @@ def compare_features(expected, actual, names=("expected", "actual"), max_rows: i
         elif check_order and t.column_names != columns:
             problems.append(f"{name}: column order {t.column_names} != spec {columns}")
     a, b = _by_event_id(a), _by_event_id(b)
-    ids = {}
-    for name, t in ((a_name, a), (b_name, b)):
-        ids[name] = t.column("event_id").cast(pa.string()).to_numpy(zero_copy_only=False)
-        dup = ids[name][1:][ids[name][1:] == ids[name][:-1]]
-        if len(dup):
-            problems.append(f"{name}: {len(dup)} duplicate event_id rows, e.g. {dup[0]}")
-    a_ids, b_ids = ids[a_name], ids[b_name]
-    if len(a_ids) != len(b_ids) or not (a_ids == b_ids).all():
-        only_a, only_b = np.setdiff1d(a_ids, b_ids), np.setdiff1d(b_ids, a_ids)
+    for name in (a_name, b_name):
+        t = a if name == a_name else b
+        ids = t.column("event_id").cast(pa.string()).combine_chunks()
+        first = np.ones(len(ids), dtype=bool)  # sorted: a duplicate follows its first row
+        if len(ids) > 1:
+            first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+        if not first.all():
+            problems.append(f"{name}: {(~first).sum()} duplicate event_id rows, e.g. {ids[int(np.argmin(first))]}")
+            t = t.filter(pa.array(first))
+        if name == a_name:
+            a = t
+        else:
+            b = t
+    a_ids, b_ids = a.column("event_id").cast(pa.string()), b.column("event_id").cast(pa.string())
+    if not a_ids.equals(b_ids):
+        in_b, in_a = pc.is_in(a_ids, value_set=b_ids.combine_chunks()), pc.is_in(b_ids, value_set=a_ids.combine_chunks())
+        only_a, only_b = a_ids.filter(pc.invert(in_b)), b_ids.filter(pc.invert(in_a))
         if len(only_a):
-            problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {list(only_a[:max_rows])}")
+            problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {only_a.slice(0, max_rows).to_pylist()}")
         if len(only_b):
-            problems.append(f"{len(only_b)} rows only in {b_name}, e.g. {list(only_b[:max_rows])}")
-        # Align on the common ids (first occurrence of each).
-        common = np.intersect1d(a_ids, b_ids)
-        a = a.take(pa.array(np.searchsorted(a_ids, common)))
-        b = b.take(pa.array(np.searchsorted(b_ids, common)))
-        a_ids = common
+            problems.append(f"{len(only_b)} rows only in {b_name}, e.g. {only_b.slice(0, max_rows).to_pylist()}")
+        a, b = a.filter(in_b), b.filter(in_a)  # both still sorted by the same unique ids
+        a_ids = a.column("event_id").cast(pa.string())
+    a_ids = a_ids.to_numpy(zero_copy_only=False)
     for col in columns[1:]:
         if col not in a.column_names or col not in b.column_names:
             continue
@@ -92,7 +99,8 @@ def compare_features(expected, actual, names=("expected", "actual"), max_rows: i
             diff = np.abs(x - y)
             with np.errstate(invalid="ignore", divide="ignore"):
                 rel = diff / np.maximum(np.abs(x), np.abs(y))
-            bad = both & ~((diff <= ABS_TOL) | (rel <= REL_TOL))
+            # NaN is a value, distinct from null: NaN only matches NaN.
+            bad = both & ~((diff <= ABS_TOL) | (rel <= REL_TOL) | (np.isnan(x) & np.isnan(y)))
         elif xk != yk:
             problems.append(f"{col}: {a_name} is {x_col.type}, {b_name} is {y_col.type}")
             continue

@@ -130,10 +130,12 @@ class TrainResult:
 
 def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callable[[str], None] = print,
           metric_sink: Callable[[dict, int], None] | None = None, progress_bar: bool | None = None,
-          workdir: str | None = None) -> TrainResult:
+          workdir: str | None = None, checkpoint_out: str | None = None) -> TrainResult:
+    import shutil
     import sys
     import tempfile
     import time
+    from pathlib import Path
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     y_train = splits["train"][2]
@@ -156,7 +158,13 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
         started = time.perf_counter()
         trainer.fit(module, datamodule=data)
         elapsed = time.perf_counter() - started
-        best = FraudModule.load_from_checkpoint(ckpt.best_model_path, map_location="cpu") if ckpt.best_model_path else module
+        best_path = ckpt.best_model_path
+        if not best_path:  # no validation improvement recorded: keep the last weights
+            best_path = str(Path(tmp) / "last.ckpt")
+            trainer.save_checkpoint(best_path)
+        best = FraudModule.load_from_checkpoint(best_path, map_location="cpu")
+        if checkpoint_out:
+            shutil.copyfile(best_path, checkpoint_out)
     best = best.cpu().eval()
     epochs = trainer.current_epoch
     return TrainResult(module=best, epochs=epochs, accelerator=trainer.accelerator.__class__.__name__,

@@ -52,4 +52,8 @@ def resources_for_env(env: str | None = None) -> dict:
     env = env or os.environ.get("DRIFTLINE_ENV", "local")
     if env == "local":
         return local_resources(os.environ.get("DRIFTLINE_DATA_DIR", "data"))
-    raise ValueError(f"DRIFTLINE_ENV must be 'local' (k8s arrives with the scale-out work), got {env!r}")
+    if env == "k8s":  # Postgres, Redis, Spark, mounted object store: see resources/profiles.py
+        from .profiles import k8s_resources
+
+        return k8s_resources()
+    raise ValueError(f"DRIFTLINE_ENV must be 'local' or 'k8s', got {env!r}")

@@ -1,9 +1,15 @@
-"""Which engine computes `transaction_features`. DuckDB on one machine; the asset code does
-not change when another engine is configured."""
+"""Which engine computes `transaction_features`. DuckDB on one machine, Spark when it outgrows
+one; the asset code does not change when another engine is configured.
+
+Spark gets its session from a nested dagster-pyspark resource (`spark=PySparkResource(...)`):
+Dagster starts it with the run, only where this resource is used, and pyspark is never
+imported by the code location itself (the local profile does not import it at all).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Optional
 
 import dagster as dg
 import pyarrow as pa
@@ -25,10 +31,14 @@ class FeatureEngine(dg.ConfigurableResource):
     engine: str = "duckdb"
     threads: int = 0  # 0: all cores
     memory_limit: str = ""  # DuckDB syntax, e.g. "8GB"; empty: DuckDB's default
+    # engine "spark": a dagster_pyspark PySparkResource (anything with `.spark_session`)
+    spark: Optional[dg.ConfigurableResource] = None
 
     def compute(self, lake: Lake, start: dt.datetime, end: dt.datetime) -> pa.Table:
+        if self.engine == "spark":
+            return self._compute_spark(lake, start, end)
         if self.engine != "duckdb":
-            raise ValueError(f"unknown feature engine {self.engine!r}; supported: duckdb")
+            raise ValueError(f"unknown feature engine {self.engine!r}; supported: duckdb, spark")
         import duckdb
 
         from .engines.duckdb_features import compute_transaction_features
@@ -49,3 +59,17 @@ class FeatureEngine(dg.ConfigurableResource):
             )
         finally:
             con.close()
+
+    def _compute_spark(self, lake: Lake, start: dt.datetime, end: dt.datetime) -> pa.Table:
+        if self.spark is None:
+            raise ValueError("feature engine 'spark' needs spark=PySparkResource(spark_config={...})")
+        from .engines.spark_features import compute_transaction_features_spark
+
+        days = covering_days(start, end, LOOKBACK)
+        return compute_transaction_features_spark(
+            self.spark.spark_session,
+            lake.existing_partition_files("raw_transactions", days),
+            lake.existing_partition_files("raw_labels", days),
+            start,
+            end,
+        )

@@ -17,6 +17,7 @@ import dagster as dg
 
 import definitions
 from assets.partitions import START_DATE
+from scripts.pipeline import run_data_plane, run_training
 
 ANALYST_QUERIES = {
     "Daily volume, fraud chargebacks known so far, quarantined rows": """
@@ -38,13 +39,6 @@ ANALYST_QUERIES = {
 def _days(n: int) -> list[str]:
     start = dt.date.fromisoformat(START_DATE)
     return [(start + dt.timedelta(days=k)).isoformat() for k in range(n)]
-
-
-def _run_group(assets, groups, resources, instance, tags=None, raise_on_error=True):
-    keys = dg.AssetSelection.groups(*groups).resolve(assets)
-    return dg.materialize(assets, selection=[a for a in assets if a.key in keys], resources=resources,
-                          instance=instance, tags={"driftline/trigger": "demo", **(tags or {})},
-                          raise_on_error=raise_on_error)
 
 
 def _print_training(result, resources) -> None:
@@ -73,30 +67,18 @@ def main() -> None:
     t0 = time.perf_counter()
     print(f"driftline demo: {len(days)} days from {days[0]} ({resources['event_source'].describe()})")
 
-    raw = [a for a in assets if a.key.to_user_string() in ("raw_transactions", "raw_labels")]
-    for day in days:
-        result = dg.materialize(assets, selection=raw, partition_key=day, resources=resources, instance=instance,
-                                tags={"driftline/trigger": "demo"})
+    def report(day, result):
         meta = {e.asset_key.to_user_string(): e.materialization.metadata
                 for e in result.get_asset_materialization_events()}
         tx = meta["raw_transactions"]
         print(f"  {day}  transactions {tx['valid_rows'].value:>6} valid, {tx['quarantined_rows'].value} quarantined"
               f"   chargebacks {meta['raw_labels']['valid_rows'].value:>3}")
 
-    result = _run_group(assets, ["features"], resources, instance, tags={
-        "dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
-    print(f"transaction_features {days[0]}..{days[-1]} in one backfill run: {'ok' if result.success else 'FAILED'}")
-    state = [a for a in assets if a.key.to_user_string() in ("user_state", "merchant_state")]
-    for day in days:
-        dg.materialize(assets, selection=state, partition_key=day, resources=resources, instance=instance,
-                       tags={"driftline/trigger": "demo"})
-    online = [a for a in assets if a.key.to_user_string() in ("feast_registry", "online_features")]
-    result = dg.materialize(assets, selection=online, partition_key=days[-1], resources=resources,
-                            instance=instance, tags={"driftline/trigger": "demo"})
-    print(f"feature snapshots for {len(days)} days; Feast registry applied, online store as of the end of "
-          f"{days[-1]}: {'ok' if result.success else 'FAILED'}")
-    result = _run_group(assets, ["training"], resources, instance, raise_on_error=False)
-    _print_training(result, resources)
+    tags = {"driftline/trigger": "demo"}
+    result = run_data_plane(assets, resources, days, instance=instance, tags=tags, on_day=report)
+    print(f"features for {days[0]}..{days[-1]} (one backfill run), daily snapshots, Feast registry, online store "
+          f"as of the end of {days[-1]}: {'ok' if result.success else 'FAILED'}")
+    _print_training(run_training(assets, resources, instance=instance, tags=tags), resources)
 
     warehouse = resources["warehouse"]
     for title, sql in ANALYST_QUERIES.items():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from resources import DataQuality, FeatureEngine, Lake, SyntheticEventSource, Warehouse
+from resources import (DataQuality, FeastStore, FeatureEngine, Lake, MlflowRegistry, SyntheticEventSource,
+                       Warehouse)
 
 SMALL_WORLD = dict(seed=11, n_users=300, n_merchants=80, events_per_day=600, fraud_rate=0.01)
 
@@ -14,6 +15,9 @@ def make_resources(root, event_source=None, **quality) -> dict:
         "warehouse": Warehouse(path=str(root / "warehouse.duckdb")),
         "feature_engine": FeatureEngine(threads=2),
         "quality": DataQuality(**quality),
+        "feast": FeastStore(repo_dir=str(root / "feast"), lake_root=str(root / "lake")),
+        "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{root}/mlflow.db",
+                                          artifact_root=str(root / "mlartifacts")),
     }
 
 

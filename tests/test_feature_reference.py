@@ -122,7 +122,7 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     for name, w_us in WINDOWS.items():
         tx = _add_tx(tx, b, f"edge_{name}_before", b["event_ts"] - pd.Timedelta(microseconds=w_us),
                      merchant_id=int((b["merchant_id"] + 1) % 30), amount=1000.0, country="US")
-    # A payment exactly 30 days after... is impossible in 10 days; instead, chargebacks:
+    # Chargebacks at the edges: labelled exactly at t, and for payments exactly 30 d old.
     c = _pick(tx, 6, 5)
     t = c["event_ts"]
     labels = _add_label(labels, c["merchant_id"], t - pd.Timedelta(days=3), t, "edge_cb_at_t")  # not yet known

@@ -1,0 +1,179 @@
+"""Where the SeldonDeployment manifest goes: `local` (the runtime in .venv-serving on this
+machine) or `kubernetes` (create-or-patch the custom object). Same manifest, either target.
+
+The kubernetes client is imported only when that target is used: the code location must load
+fast and the local setup does not need a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import dagster as dg
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+
+
+class SeldonTarget(dg.ConfigurableResource):
+    kind: str = "local"  # local | kubernetes
+    namespace: str = "default"
+    deployment_name: str = "fraud"
+    image: str = "driftline/serving:dev"
+    serving_dir: str = "data/serving"  # manifest, model artifacts, runtime state (local)
+    lake_root: str = "data/lake"  # prediction log (local ingress)
+    feast_repo: str = "data/feast"  # the local runtime serves it with `feast serve` when it exists
+    feast_url: str = "http://127.0.0.1:6566"  # what predictors call for raw transactions
+    ingress_url: str = "http://127.0.0.1:8080"
+    jwt_secret_env: str = "DRIFTLINE_INGRESS_JWT_SECRET"  # HS256 secret (the controller mints admin tokens)
+    admin_token_env: str = "DRIFTLINE_INGRESS_ADMIN_TOKEN"  # or a pre-issued admin token (RS256 setups)
+    start_runtime: bool = True
+    ready_timeout_s: float = 120.0
+    kube_context: Optional[str] = None
+    in_cluster: bool = False
+
+    # ------------------------------------------------------------ paths
+    @property
+    def serving_path(self) -> Path:
+        return Path(self.serving_dir).resolve()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.serving_path / "seldondeployment.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.serving_path / "run"
+
+    def model_dir(self, version: str) -> Path:
+        return self.serving_path / "models" / f"v{version}"
+
+    # ------------------------------------------------------------ apply
+    def apply(self, manifest: dict, api: Any = None) -> dict:
+        """Make the target run this manifest; returns what was done (for metadata)."""
+        if self.kind == "kubernetes":
+            return self._apply_kubernetes(manifest, api or self._custom_objects_api())
+        if self.kind != "local":
+            raise ValueError(f"SeldonTarget.kind must be 'local' or 'kubernetes', got {self.kind!r}")
+        from seldon import manifest as mf
+
+        mf.write(manifest, self.manifest_path)
+        out = {"target": "local", "manifest": str(self.manifest_path)}
+        if self.start_runtime:
+            out["runtime_pid"] = self.ensure_runtime()
+            out["endpoints"] = self.wait_ready(manifest)
+        return out
+
+    def current_manifest(self, api: Any = None) -> dict | None:
+        if self.kind == "kubernetes":
+            try:
+                return (api or self._custom_objects_api()).get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, self.deployment_name)
+            except Exception as err:  # noqa: BLE001 - ApiException without importing kubernetes
+                if getattr(err, "status", None) == 404:
+                    return None
+                raise
+        from seldon import manifest as mf
+
+        return mf.load(self.manifest_path) if self.manifest_path.exists() else None
+
+    def _apply_kubernetes(self, manifest: dict, api: Any) -> dict:
+        args = (GROUP, VERSION, self.namespace, PLURAL)
+        try:
+            api.get_namespaced_custom_object(*args, self.deployment_name)
+        except Exception as err:  # noqa: BLE001
+            if getattr(err, "status", None) != 404:
+                raise
+            api.create_namespaced_custom_object(*args, manifest)
+            return {"target": "kubernetes", "action": "created", "namespace": self.namespace}
+        api.patch_namespaced_custom_object(*args, self.deployment_name, manifest)
+        return {"target": "kubernetes", "action": "patched", "namespace": self.namespace}
+
+    def _custom_objects_api(self):
+        from kubernetes import client, config
+
+        if self.in_cluster:
+            config.load_incluster_config()
+        else:
+            config.load_kube_config(context=self.kube_context)
+        return client.CustomObjectsApi()
+
+    # ------------------------------------------------------------ the local runtime
+    def runtime_pid(self) -> int | None:
+        pid_file = self.state_dir / "runtime.pid"
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def ensure_runtime(self) -> int:
+        """Start `python -m seldon.runtime` in .venv-serving unless it already runs (detached)."""
+        pid = self.runtime_pid()
+        if pid:
+            return pid
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        python = os.environ.get("DRIFTLINE_SERVING_PYTHON", str(ROOT / ".venv-serving" / "bin" / "python"))
+        port = self.ingress_url.rsplit(":", 1)[-1].strip("/")
+        cmd = [python, "-m", "seldon.runtime", "--manifest", str(self.manifest_path), "--state-dir",
+               str(self.state_dir), "--port", port, "--lake", str(Path(self.lake_root).resolve())]
+        if Path(self.feast_repo, "feature_store.yaml").exists():
+            cmd += ["--feast-repo", str(Path(self.feast_repo).resolve()), "--feast-port",
+                    self.feast_url.rsplit(":", 1)[-1].strip("/")]
+        log = open(self.state_dir / "runtime.log", "ab")
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        (self.state_dir / "runtime.pid").write_text(str(proc.pid))
+        return proc.pid
+
+    def stop_runtime(self, timeout_s: float = 60.0) -> None:
+        pid = self.runtime_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while self.runtime_pid() and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+    def wait_ready(self, manifest: dict) -> dict:
+        """Wait until every predictor of the manifest runs its version and is ready."""
+        from seldon import manifest as mf
+
+        wanted = {n: p["version"] for n, p in mf.summary(manifest).items()}
+        path, deadline = self.state_dir / "endpoints.json", time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                eps = json.loads(path.read_text())["predictors"]
+            except (OSError, ValueError, KeyError):
+                eps = {}
+            if set(eps) == set(wanted) and all(e["ready"] and e["version"] == wanted[n] for n, e in eps.items()):
+                return {n: {"port": e["port"], "version": e["version"]} for n, e in eps.items()}
+            time.sleep(0.3)
+        raise TimeoutError(f"predictors {wanted} not ready within {self.ready_timeout_s}s; see {self.state_dir}")
+
+    # ------------------------------------------------------------ the ingress, for the controller
+    def admin_token(self) -> str:
+        token = os.environ.get(self.admin_token_env)
+        if token:
+            return token
+        secret = os.environ.get(self.jwt_secret_env)
+        if not secret:
+            raise ValueError(f"set {self.admin_token_env} or {self.jwt_secret_env} for the canary controller")
+        import jwt
+
+        now = int(time.time())
+        return jwt.encode({"sub": "canary-controller", "scope": "admin", "iat": now, "exp": now + 300}, secret,
+                          algorithm="HS256")
+
+    def ingress_metrics(self, timeout_s: float = 5.0) -> str:
+        req = urllib.request.Request(f"{self.ingress_url}/metrics",
+                                     headers={"Authorization": f"Bearer {self.admin_token()}"})
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.read().decode()

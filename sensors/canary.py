@@ -1,0 +1,191 @@
+"""The canary controller (Flagger / Argo Rollouts style) as a Dagster sensor.
+
+Each tick reads the ingress `/metrics` (cumulative counters), compares the canary with main
+over the interval since the last tick (success rate, p99 latency, score distribution), and
+either holds (an AssetObservation on `seldon_deployment` with the figures), steps traffic,
+promotes, or rolls back (a run of `seldon_deployment` with the action and the figures, so the
+decision is a materialization). The tick itself is one HTTP read: well under 60 s.
+"""
+
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import dagster as dg
+
+from resources.seldon_target import SeldonTarget
+
+SENSOR_ASSET = dg.AssetKey("seldon_deployment")
+canary_rollout_job = dg.define_asset_job("canary_rollout_job", selection=[SENSOR_ASSET],
+                                         description="Re-renders the SeldonDeployment for a rollout decision.")
+
+
+@dataclass
+class CanaryPolicy:
+    steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
+    min_requests: int = 20  # canary requests per interval before it is judged
+    max_error_rate: float = 0.01  # 5xx share
+    max_p99_ratio: float = 1.5  # canary p99 vs main p99 ...
+    p99_slack_s: float = 0.05  # ... plus this much (tiny p99s are noisy)
+    max_score_psi: float = 0.25  # population stability index, canary scores vs main's
+    max_failed_checks: int = 2
+
+
+@dataclass
+class Stats:
+    requests: float = 0.0
+    errors: float = 0.0
+    latency: dict = field(default_factory=dict)  # le -> cumulative count
+    scores: dict = field(default_factory=dict)  # le -> cumulative count
+
+
+def read_stats(text: str) -> dict[str, Stats]:
+    from seldon.prom import P, parse
+
+    out: dict[str, Stats] = {}
+    for name, labels, value in parse(text):
+        pred = labels.get("predictor")
+        if pred is None:
+            continue
+        s = out.setdefault(pred, Stats())
+        if name == f"{P}requests_total":
+            s.requests += value
+            s.errors += value if labels.get("status", "").startswith("5") else 0.0
+        elif name == f"{P}request_duration_seconds_bucket":
+            s.latency[labels["le"]] = value
+        elif name == f"{P}score_bucket":
+            s.scores[labels["le"]] = value
+    return out
+
+
+def delta(now: Stats, before: dict | None) -> Stats:
+    b = Stats(**before) if before else Stats()
+    return Stats(now.requests - b.requests, now.errors - b.errors,
+                 {k: v - b.latency.get(k, 0.0) for k, v in now.latency.items()},
+                 {k: v - b.scores.get(k, 0.0) for k, v in now.scores.items()})
+
+
+def quantile(cumulative: dict, q: float) -> float | None:
+    items = sorted(((math.inf if k == "+Inf" else float(k)), v) for k, v in cumulative.items())
+    if not items or items[-1][1] <= 0:
+        return None
+    rank = q * items[-1][1]
+    return next(le for le, c in items if c >= rank)
+
+
+def psi(a: dict, b: dict) -> float | None:
+    """Population stability index of two cumulative histograms (same buckets)."""
+    keys = sorted(set(a) & set(b), key=lambda k: math.inf if k == "+Inf" else float(k))
+    pa, pb, prev_a, prev_b = [], [], 0.0, 0.0
+    for k in keys:
+        pa.append(a[k] - prev_a)
+        pb.append(b[k] - prev_b)
+        prev_a, prev_b = a[k], b[k]
+    ta, tb = sum(pa), sum(pb)
+    if ta <= 0 or tb <= 0:
+        return None
+    return sum((x / ta - y / tb) * math.log(max(x / ta, 1e-4) / max(y / tb, 1e-4)) for x, y in zip(pa, pb))
+
+
+def analyze(canary: Stats, main: Stats, policy: CanaryPolicy) -> tuple[bool | None, str, dict]:
+    """(passed, reason, figures); passed is None while the canary has too few requests."""
+    p99_c, p99_m = quantile(canary.latency, 0.99), quantile(main.latency, 0.99)
+    figures = {"canary_requests": canary.requests, "main_requests": main.requests,
+               "canary_error_rate": round(canary.errors / canary.requests, 4) if canary.requests else None,
+               "main_error_rate": round(main.errors / main.requests, 4) if main.requests else None,
+               "canary_p99_s": p99_c, "main_p99_s": p99_m, "score_psi": psi(canary.scores, main.scores)}
+    if canary.requests < policy.min_requests:
+        return None, f"waiting: {canary.requests:.0f} canary requests < {policy.min_requests}", figures
+    problems = []
+    if figures["canary_error_rate"] > policy.max_error_rate:
+        problems.append(f"error rate {figures['canary_error_rate']:.2%} > {policy.max_error_rate:.2%}")
+    limit = (p99_m or 0.0) * policy.max_p99_ratio + policy.p99_slack_s
+    if p99_c is not None and p99_c > limit:
+        problems.append(f"p99 {p99_c * 1000:.0f} ms > {limit * 1000:.0f} ms")
+    if figures["score_psi"] is not None and figures["score_psi"] > policy.max_score_psi:
+        problems.append(f"score PSI {figures['score_psi']:.3f} > {policy.max_score_psi}")
+    return (not problems), ("; ".join(problems) or "healthy"), figures
+
+
+def decide(state: dict, rollout: dict, passed: bool | None, reason: str, policy: CanaryPolicy) -> dict:
+    """Next action: hold | step | promote | rollback, with the new weight and failure count."""
+    weight, failures = int(rollout.get("canary_weight", 0)), int(state.get("failures", 0))
+    if passed is None:
+        return {"action": "hold", "weight": weight, "failures": failures, "reason": reason}
+    if not passed:
+        failures += 1
+        if failures >= policy.max_failed_checks:
+            return {"action": "rollback", "weight": 0, "failures": failures,
+                    "reason": f"{failures} failed checks: {reason}"}
+        return {"action": "hold", "weight": weight, "failures": failures, "reason": f"failed check {failures}: {reason}"}
+    higher = [s for s in policy.steps if s > weight]
+    if not higher or higher[0] >= 100:
+        return {"action": "promote", "weight": 100, "failures": 0, "reason": f"healthy at {weight}%: promote"}
+    return {"action": "step", "weight": higher[0], "failures": 0, "reason": f"healthy at {weight}%: step to {higher[0]}%"}
+
+
+def tick(cursor: dict, manifest: dict | None, metrics_text: str, policy: CanaryPolicy) -> tuple[dict | None, dict]:
+    """One controller step: (decision or None when there is no canary, new cursor)."""
+    from seldon import manifest as mf
+
+    rollout = mf.rollout(manifest) if manifest else {}
+    canary = rollout.get("canary")
+    if not canary or rollout.get("action") == "rollback":
+        return None, {}
+    stats = read_stats(metrics_text)
+    state = cursor if cursor.get("canary") == canary and cursor.get("weight") == rollout.get("canary_weight") else {
+        "canary": canary, "weight": rollout.get("canary_weight"), "failures": cursor.get("failures", 0)
+        if cursor.get("canary") == canary else 0}
+    if "snapshot" not in state:  # first look at this step: the interval starts now
+        state["snapshot"] = {n: asdict(s) for n, s in stats.items()}
+        return {"action": "hold", "reason": "interval started", "figures": {}, "version": canary,
+                "weight": rollout.get("canary_weight")}, state
+    d = {n: delta(s, state["snapshot"].get(n)) for n, s in stats.items()}
+    passed, reason, figures = analyze(d.get("canary", Stats()), d.get("main", Stats()), policy)
+    decision = decide(state, rollout, passed, reason, policy)
+    new_state = {**state, "failures": decision["failures"]}
+    if passed is not None:  # judged: the next interval starts from here
+        new_state["snapshot"] = {n: asdict(s) for n, s in stats.items()}
+    return {**decision, "figures": figures, "version": canary, "from_weight": rollout.get("canary_weight")}, new_state
+
+
+def run_config(decision: dict, steps: list[int]) -> dict:
+    return {"ops": {"seldon_deployment": {"config": {
+        "action": decision["action"], "canary_version": decision["version"], "canary_weight": decision["weight"],
+        "steps": steps, "reason": decision["reason"], "figures": json.dumps(decision["figures"])}}}}
+
+
+def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30,
+                        default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED):
+    policy = policy or CanaryPolicy()
+
+    @dg.sensor(name="canary_sensor", job=canary_rollout_job, minimum_interval_seconds=interval_s,
+               default_status=default_status,
+               description="Steps, promotes or rolls back the canary from the ingress metrics.")
+    def canary_sensor(context: dg.SensorEvaluationContext, seldon_target: SeldonTarget):
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        manifest = seldon_target.current_manifest()
+        if not (manifest and mf_rollout(manifest).get("canary")):
+            return dg.SkipReason("no canary in the deployment")
+        decision, new_cursor = tick(cursor, manifest, seldon_target.ingress_metrics(), policy)
+        if decision is None:
+            return dg.SkipReason("no canary in the deployment")
+        observation = dg.AssetObservation(asset_key=SENSOR_ASSET, metadata={
+            "canary_decision": decision["action"], "reason": decision["reason"], "canary_version": decision["version"],
+            "canary_weight": decision.get("from_weight", decision["weight"]),
+            "figures": dg.MetadataValue.json(decision["figures"])})
+        runs = []
+        if decision["action"] in ("step", "promote", "rollback"):
+            runs.append(dg.RunRequest(run_key=f"canary-v{decision['version']}-{decision['action']}-{decision['weight']}",
+                                      run_config=run_config(decision, policy.steps),
+                                      tags={"driftline/trigger": "canary", "driftline/canary-action": decision["action"]}))
+        return dg.SensorResult(run_requests=runs, asset_events=[observation], cursor=json.dumps(new_cursor))
+
+    return canary_sensor
+
+
+def mf_rollout(manifest: dict) -> dict:
+    from seldon import manifest as mf
+
+    return mf.rollout(manifest)

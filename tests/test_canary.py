@@ -1,0 +1,161 @@
+"""Canary rollouts end to end: a real MLflow store in tmp, the real `seldon_deployment` asset,
+the local runtime with real predictors and the ingress, live traffic, and the controller's
+tick (the canary sensor's body) deciding step / promote / rollback from the ingress metrics."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+
+from assets.deployment import INTERFACE_TAG, STATUS_TAG, seldon_deployment
+from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
+from resources.seldon_target import SeldonTarget
+from seldon import manifest as mf
+from seldon.testing import build_artifact, sample_rows, token
+from sensors.canary import CanaryPolicy, build_canary_sensor, run_config, tick
+from tests.test_serving_ingress import SECRET, SERVING_PY, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = CanaryPolicy(steps=[10, 25, 50, 100], min_requests=12, max_failed_checks=2, p99_slack_s=0.1)
+pytestmark = [pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")]
+
+
+def register(registry: MlflowRegistry, tmp: Path, seed: int, passed: bool = True, interface: str | None = None) -> str:
+    mlflow, exp = registry.setup()
+    art = build_artifact(tmp / f"artifact-{seed}", "unregistered", seed=seed)
+    with mlflow.start_run(experiment_id=exp):
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(ROOT / "ml" / "pyfunc_model.py"),
+                                       artifacts={"serving": str(art)}, code_paths=[str(ROOT / "seldon")],
+                                       pip_requirements=["torch==2.13.0", "numpy"])
+    version = str(mlflow.register_model(info.model_uri, registry.model_name).version)
+    client = registry.client()
+    client.set_model_version_tag(registry.model_name, version, STATUS_TAG, "passed" if passed else "rejected")
+    if interface:
+        client.set_model_version_tag(registry.model_name, version, INTERFACE_TAG, interface)
+    return version
+
+
+@pytest.fixture
+def setup(tmp_path):
+    os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "mlart"))
+    target = SeldonTarget(serving_dir=str(tmp_path / "serving"), lake_root=str(tmp_path / "lake"),
+                          feast_repo=str(tmp_path / "no-feast"), ingress_url=f"http://127.0.0.1:{free_port()}")
+    yield registry, target, tmp_path
+    target.stop_runtime()
+
+
+def materialize(registry, target, config: dict | None = None):
+    result = dg.materialize([seldon_deployment], resources={"mlflow_registry": registry, "seldon_target": target},
+                            run_config=config or {}, raise_on_error=True)
+    return {k: v.value for k, v in result.asset_materializations_for_node("seldon_deployment")[0].metadata.items()}
+
+
+class Traffic:
+    """Two client threads calling the ingress until stopped; records (predictor, status)."""
+
+    def __init__(self, target: SeldonTarget):
+        self.url = f"{target.ingress_url}/seldon/default/fraud/api/v1.0/predictions"
+        self.results: list[tuple[str, int]] = []
+        self.stop = threading.Event()
+        names, rows = sample_rows(20)
+        self.bodies = [{"data": {"names": names, "ndarray": [r]}} for r in rows]
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
+
+    def _run(self):
+        headers = {"Authorization": f"Bearer {token(SECRET, 'predict')}"}
+        with requests.Session() as s:
+            while not self.stop.is_set():
+                try:
+                    r = s.post(self.url, json=random.choice(self.bodies), headers=headers, timeout=10)
+                    self.results.append((r.headers.get("Seldon-Predictor", "?"), r.status_code))
+                except requests.RequestException:
+                    self.results.append(("?", 0))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def rollout(registry, target, timeout_s=150.0) -> list[dict]:
+    """Drive the controller until it promotes or rolls back; returns the decision history."""
+    history, cursor = [], {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1.5)
+        decision, cursor = tick(cursor, target.current_manifest(), target.ingress_metrics(), POLICY)
+        if decision is None:
+            break
+        history.append(decision)
+        if decision["action"] in ("step", "promote", "rollback"):
+            meta = materialize(registry, target, run_config(decision, POLICY.steps))
+            assert meta["action"] == decision["action"] and meta["reason"] == decision["reason"]
+            if decision["action"] != "step":
+                break
+    return history
+
+
+def test_healthy_challenger_is_promoted_through_every_step(setup):
+    registry, target, tmp = setup
+    v1 = register(registry, tmp, seed=0)
+    registry.set_alias(CHAMPION, v1)
+    v2 = register(registry, tmp, seed=0)  # same weights: same score distribution
+    registry.set_alias(CHALLENGER, v2)
+    meta = materialize(registry, target)
+    assert meta["traffic"] == {"main": 90, "canary": 10} and meta["canary_version"] == v2
+
+    sensor = build_canary_sensor(POLICY)
+    with dg.build_sensor_context(resources={"seldon_target": target}) as ctx:
+        first = sensor(ctx)
+    assert first.asset_events[0].metadata["canary_decision"].value == "hold" and not first.run_requests
+
+    with Traffic(target) as traffic:
+        history = rollout(registry, target)
+    actions = [(d["action"], d["weight"]) for d in history if d["action"] != "hold"]
+    assert actions == [("step", 25), ("step", 50), ("promote", 100)], history
+    assert all(d["figures"]["canary_error_rate"] == 0 for d in history if d["action"] != "hold")
+    assert registry.aliases() == {CHAMPION: v2}
+    current = target.current_manifest()
+    assert mf.summary(current) == {"main": {"traffic": 100, "shadow": False, "version": v2}}
+    main_results = [s for p, s in traffic.results if p == "main"]
+    assert main_results and set(main_results) == {200}
+    r = requests.post(traffic.url, json=traffic.bodies[0], headers={"Authorization": f"Bearer {token(SECRET)}"})
+    assert r.json()["meta"]["tags"]["model_version"] == v2
+
+
+@pytest.mark.parametrize("interface", ["seldon.testing.FailingModel", "seldon.testing.SlowModel"])
+def test_bad_challenger_is_rolled_back(setup, interface):
+    registry, target, tmp = setup
+    v1 = register(registry, tmp, seed=0)
+    registry.set_alias(CHAMPION, v1)
+    v2 = register(registry, tmp, seed=0, interface=interface)
+    registry.set_alias(CHALLENGER, v2)
+    materialize(registry, target)
+    with Traffic(target) as traffic:
+        history = rollout(registry, target)
+    assert history[-1]["action"] == "rollback", history
+    failed = [d for d in history if d["reason"].startswith("failed check")]
+    assert len(failed) == POLICY.max_failed_checks - 1
+    why = "error rate" if "Failing" in interface else "p99"
+    assert why in history[-1]["reason"]
+    assert registry.aliases() == {CHAMPION: v1}
+    assert registry.version_tags(v2)[STATUS_TAG] == "rejected"
+    summary = mf.summary(target.current_manifest())
+    assert summary["main"]["traffic"] == 100 and summary["canary"]["traffic"] == 0
+    main_results = [s for p, s in traffic.results if p == "main"]
+    assert main_results and set(main_results) == {200}  # the champion's requests are unaffected
+    assert tick({}, target.current_manifest(), target.ingress_metrics(), POLICY)[0] is None  # nothing left to do
