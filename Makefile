@@ -6,7 +6,7 @@ SERVING_VENV := .venv-serving
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test dev bench-features clean lock
+.PHONY: setup demo test dev bench-features bench-train bench-serving clean lock
 
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
 
@@ -21,19 +21,27 @@ $(SERVING_VENV)/.installed: requirements/serving.in requirements/serving.lock
 	$(SERVING_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/serving.in -c requirements/serving.lock
 	@touch $@
 
-demo: setup
+$(DAGSTER_HOME)/dagster.yaml: deployment/local/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/python -m scripts.demo
 
 test: setup
 	$(VENV)/bin/python -m pytest
 
-dev: setup
-	@mkdir -p $(DAGSTER_HOME)
+dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 bench-features: setup
 	$(VENV)/bin/python -m bench.bench_features
+
+bench-train: setup
+	$(VENV)/bin/python -m bench.bench_train
+
+bench-serving: setup
+	$(VENV)/bin/python -m bench.bench_serving
 
 # Re-resolve the lock files after changing a direct dependency in requirements/*.in.
 lock:

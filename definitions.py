@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import evaluation, feature_store, features, ingestion, training
+from assets import deployment, evaluation, feature_store, features, ingestion, training
 from resources import LandingFolderEventSource, resources_for_env
+from sensors.canary import build_canary_sensor, canary_rollout_job
 from sensors.landing import build_landing_sensor
 
 RESOURCES = resources_for_env()
 
-ASSET_MODULES = [ingestion, features, feature_store, training, evaluation]
+ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment]
 
 data_plane_job = dg.define_asset_job(
     "data_plane_job",
@@ -33,7 +34,7 @@ landing_sensor = build_landing_sensor(
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[data_plane_job, training_job],
-    sensors=[landing_sensor],
+    jobs=[data_plane_job, training_job, canary_rollout_job],
+    sensors=[landing_sensor, build_canary_sensor()],
     resources=RESOURCES,
 )

@@ -112,6 +112,23 @@ class _EpochReporter(L.Callback):
             self._sink(metrics, trainer.current_epoch)
 
 
+class _EpochTimer(L.Callback):
+    """Wall time of each training epoch (for samples/s per epoch)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        import time
+
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
 def pick_precision(accelerator: str) -> str:
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed"
@@ -126,6 +143,7 @@ class TrainResult:
     precision: str
     best_val_pr_auc: float
     samples_per_s: float
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callable[[str], None] = print,
@@ -144,6 +162,7 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
     cards = [c.cardinality for c in schema.categorical]
     module = FraudModule(cards, len(schema.numeric), pos_weight, config.__dict__)
     precision = pick_precision(config.accelerator)
+    timer = _EpochTimer()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp, monitor="val_pr_auc", mode="max", save_top_k=1)
         trainer = L.Trainer(
@@ -152,7 +171,7 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
             enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
             enable_model_summary=False,
             callbacks=[L.pytorch.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience),
-                       ckpt, _EpochReporter(log, metric_sink)],
+                       ckpt, _EpochReporter(log, metric_sink), timer],
         )
         data = FraudDataModule(splits, config.batch_size, config.seed)
         started = time.perf_counter()
@@ -169,7 +188,8 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
     epochs = trainer.current_epoch
     return TrainResult(module=best, epochs=epochs, accelerator=trainer.accelerator.__class__.__name__,
                        precision=precision, best_val_pr_auc=float(ckpt.best_model_score or 0.0),
-                       samples_per_s=len(y_train) * max(epochs, 1) / max(elapsed, 1e-9))
+                       samples_per_s=len(y_train) * max(epochs, 1) / max(elapsed, 1e-9),
+                       epoch_seconds=timer.seconds)
 
 
 def score(module: FraudModule, cat: np.ndarray, num: np.ndarray, batch: int = 65536) -> np.ndarray:

@@ -10,10 +10,11 @@ from .feature_engine import FeatureEngine
 from .lake import Lake
 from .mlflow_registry import MlflowRegistry
 from .quality import DataQuality
+from .seldon_target import SeldonTarget
 from .warehouse import Warehouse
 
 __all__ = ["EventSource", "LandingFolderEventSource", "SyntheticEventSource", "FeastStore", "FeatureEngine", "Lake",
-           "MlflowRegistry", "DataQuality", "Warehouse", "resources_for_env"]
+           "MlflowRegistry", "DataQuality", "SeldonTarget", "Warehouse", "resources_for_env"]
 
 
 def _event_source() -> EventSource:
@@ -45,6 +46,8 @@ def local_resources(data_dir: str = "data") -> dict:
         "feast": FeastStore(repo_dir=f"{data_dir}/feast", lake_root=f"{data_dir}/lake"),
         "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{data_dir}/mlflow.db",
                                           artifact_root=f"{data_dir}/mlartifacts"),
+        "seldon_target": SeldonTarget(serving_dir=f"{data_dir}/serving", lake_root=f"{data_dir}/lake",
+                                      feast_repo=f"{data_dir}/feast"),
     }
 
 

@@ -77,3 +77,13 @@ class SlowModel(FraudModel):
     def predict_raw(self, request):
         time.sleep(float(os.environ.get("FAULT_DELAY_S", "0.25")))
         return super().predict_raw(request)
+
+
+class TrivialModel:
+    """The wrapper's floor for `make bench-serving`: the generic predict path, no real work."""
+
+    def __init__(self, **_):
+        pass
+
+    def predict(self, X, names, meta=None):
+        return [0.5] * len(X)

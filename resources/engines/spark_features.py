@@ -53,18 +53,19 @@ def _micros(df: "DataFrame", name: str):
     from pyspark.sql.types import LongType
 
     if isinstance(df.schema[name].dataType, LongType):
-        return F.floor(F.col(name) / 1000).cast("long")
+        return F.expr(f"`{name}` div 1000")  # integer division: a double loses ns precision
     return F.unix_micros(F.col(name).cast("timestamp"))
 
 
 def _events(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) -> "DataFrame":
     from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
 
     df = spark.read.option("mergeSchema", "true").parquet(*files)
-    ts = F.col("ts")
-    event_ts = F.timestamp_micros(ts).cast("timestamp_ntz").alias("event_ts")
-    return (df.select(*REQUEST_COLUMNS[:1], *REQUEST_COLUMNS[2:], _micros(df, "event_ts").alias("ts"))
-            .where((ts >= lo_us) & (ts < end_us)).select(*REQUEST_COLUMNS[:1], event_ts, *REQUEST_COLUMNS[2:], ts))
+    df = df.select(*REQUEST_COLUMNS, _micros(df, "event_ts").alias("ts"))
+    if isinstance(df.schema["event_ts"].dataType, LongType):  # nanoseconds: back to a timestamp
+        df = df.withColumn("event_ts", F.expr("cast(timestamp_micros(ts) as timestamp_ntz)"))
+    return df.where((F.col("ts") >= lo_us) & (F.col("ts") < end_us))
 
 
 def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) -> "DataFrame | None":
