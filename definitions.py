@@ -3,6 +3,8 @@ environment (DRIFTLINE_ENV). Heavy libraries are imported inside asset bodies on
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets import deployment, evaluation, feature_store, features, ingestion, training
@@ -31,10 +33,24 @@ landing_sensor = build_landing_sensor(
     else dg.DefaultSensorStatus.STOPPED
 )
 
+
+
+def _executor():
+    """Each step in its own pod under the production profile; in-process/multiprocess locally."""
+    if os.environ.get("DRIFTLINE_ENV", "local") != "k8s":
+        return None
+    from dagster_k8s import k8s_job_executor
+
+    from deployment.k8s_config import K8S_EXECUTOR_CONFIG
+
+    return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG)
+
+
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[data_plane_job, training_job, canary_rollout_job],
     sensors=[landing_sensor, build_canary_sensor()],
     resources=RESOURCES,
+    executor=_executor(),
 )

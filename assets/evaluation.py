@@ -5,6 +5,8 @@ import tempfile
 
 import dagster as dg
 
+from deployment.k8s_config import ASSET_OP_TAGS
+
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
 
@@ -83,7 +85,7 @@ def version_scores(registry: MlflowRegistry, version: str, frame):
         return model.score_columns(columns), model.schema
 
 
-@dg.asset(group_name="training", deps=[fraud_model], kinds={"mlflow"},
+@dg.asset(group_name="training", deps=[fraud_model], kinds={"mlflow"}, op_tags=ASSET_OP_TAGS["model_evaluation"],
           check_specs=[dg.AssetCheckSpec("challenger_not_worse", asset="model_evaluation", blocking=True,
                                          description="Challenger within the margin of the champion and "
                                                      "better than the logistic-regression baseline.")])

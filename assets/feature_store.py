@@ -15,6 +15,8 @@ import datetime as dt
 import warnings
 
 import dagster as dg
+
+from deployment.k8s_config import ASSET_OP_TAGS
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -171,6 +173,7 @@ def _lookback(days: int) -> dg.TimeWindowPartitionMapping:
     deps=[dg.AssetDep(TRANSACTION_FEATURES_TABLE, partition_mapping=_lookback(LOOKBACK_DAYS))],
     kinds={"duckdb", "parquet"},
     description="Per-user state as of the end of each day (Feast offline source of user_state).",
+    op_tags=ASSET_OP_TAGS["user_state"],
 )
 def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     day = parse_day(context.partition_key)
@@ -190,6 +193,7 @@ def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     ],
     kinds={"duckdb", "parquet"},
     description="Per-merchant volume and chargebacks as of the end of each day (Feast source of merchant_state).",
+    op_tags=ASSET_OP_TAGS["merchant_state"],
 )
 def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     day = parse_day(context.partition_key)
@@ -210,6 +214,7 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     deps=[user_state, merchant_state],
     kinds={"feast"},
     description="The Feast registry: entities, snapshot views, on-demand view and the fraud_model_v1 service.",
+    op_tags=ASSET_OP_TAGS["feast_registry"],
 )
 def feast_registry(feast: FeastStore) -> dg.MaterializeResult:
     info = feast.apply()
@@ -238,6 +243,7 @@ class OnlineFeaturesConfig(dg.Config):
     kinds={"feast"},
     pool="feast_online_store",
     description="Loads day D's snapshot (stamped end of D) into the Feast online store.",
+    op_tags=ASSET_OP_TAGS["online_features"],
 )
 def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesConfig, lake: Lake,
                     feast: FeastStore) -> dg.MaterializeResult:

@@ -9,6 +9,8 @@ read once for the whole range instead of once per day.
 import datetime as dt
 
 import dagster as dg
+
+from deployment.k8s_config import ASSET_OP_TAGS
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,6 +44,7 @@ def split_by_day(table: pa.Table, start: dt.datetime, end: dt.datetime) -> dict[
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"duckdb", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
+    op_tags=ASSET_OP_TAGS["transaction_features"],
 )
 def transaction_features(context: dg.AssetExecutionContext, lake: Lake, feature_engine: FeatureEngine,
                          warehouse: Warehouse) -> dg.MaterializeResult:

@@ -4,6 +4,8 @@ lake and every rejected row in a quarantine table with its reason."""
 
 import dagster as dg
 
+from deployment.k8s_config import ASSET_OP_TAGS
+
 import pyarrow as pa
 
 from resources.event_source import EventSource
@@ -67,7 +69,7 @@ def ingest(context, contract: Contract, stream: str, event_source: EventSource, 
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="ingestion", check_specs=[_quarantine_check(TRANSACTIONS)],
-          kinds={"parquet", "pandera"})
+          kinds={"parquet", "pandera"}, op_tags=ASSET_OP_TAGS["raw_transactions"])
 def raw_transactions(context: dg.AssetExecutionContext, event_source: EventSource, lake: Lake,
                      warehouse: Warehouse, quality: DataQuality) -> dg.MaterializeResult:
     """Card transactions of one day, validated; rejected rows go to `quarantine_raw_transactions`."""
@@ -75,7 +77,7 @@ def raw_transactions(context: dg.AssetExecutionContext, event_source: EventSourc
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="ingestion", check_specs=[_quarantine_check(LABELS)],
-          kinds={"parquet", "pandera"})
+          kinds={"parquet", "pandera"}, op_tags=ASSET_OP_TAGS["raw_labels"])
 def raw_labels(context: dg.AssetExecutionContext, event_source: EventSource, lake: Lake,
                warehouse: Warehouse, quality: DataQuality) -> dg.MaterializeResult:
     """Chargebacks that arrived on one day (partitioned by `label_ts`), for earlier transactions."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from deployment.k8s_config import ASSET_OP_TAGS
+
 from resources.feast_store import FeastStore
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, MlflowRegistry
@@ -37,7 +39,7 @@ def _newest_feature_day(lake: Lake) -> dt.date:
 
 
 @dg.asset(group_name="training", deps=["transaction_features", "raw_labels", "online_features"],
-          kinds={"feast", "parquet"})
+          kinds={"feast", "parquet"}, op_tags=ASSET_OP_TAGS["training_set"])
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake,
                  feast: FeastStore) -> dg.MaterializeResult:
     """Transactions of the window with the features Feast would have served at their time and
@@ -98,7 +100,8 @@ def read_splits(lake: Lake):
 
 
 @dg.asset(group_name="training", deps=[training_set], kinds={"pytorch", "mlflow"},
-          tags={"driftline/accelerator": "gpu-if-available"})
+          tags={"driftline/accelerator": "gpu-if-available"},
+          op_tags={**ASSET_OP_TAGS["fraud_model"], "driftline/gpu": "1"})
 def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: Lake,
                 mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
     """Trains the network, logs the run to MLflow, registers the version as `challenger`."""

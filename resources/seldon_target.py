@@ -29,8 +29,12 @@ class SeldonTarget(dg.ConfigurableResource):
     image: str = "driftline/serving:dev"
     serving_dir: str = "data/serving"  # manifest, model artifacts, runtime state (local)
     lake_root: str = "data/lake"  # prediction log (local ingress)
-    feast_repo: str = "data/feast"  # the local runtime serves it with `feast serve` when it exists
-    feast_url: str = "http://127.0.0.1:6566"  # what predictors call for raw transactions
+    feast_repo: str = "data/feast"  # the Feast repo whose online store the predictors read (local)
+    # Online features for raw transactions: "store" = predictors read the repo's sqlite online
+    # store in-process (local target; sub-millisecond), "server" = they call `feast serve` at
+    # feast_server_url, which the local runtime then starts (~20 ms a lookup). Kubernetes: server.
+    online_features: str = "store"
+    feast_server_url: str = "http://127.0.0.1:6566"
     ingress_url: str = "http://127.0.0.1:8080"
     jwt_secret_env: str = "DRIFTLINE_INGRESS_JWT_SECRET"  # HS256 secret (the controller mints admin tokens)
     admin_token_env: str = "DRIFTLINE_INGRESS_ADMIN_TOKEN"  # or a pre-issued admin token (RS256 setups)
@@ -51,6 +55,19 @@ class SeldonTarget(dg.ConfigurableResource):
     @property
     def state_dir(self) -> Path:
         return self.serving_path / "run"
+
+    @property
+    def feast_url(self) -> str:
+        """The predictors' `feast_url` graph parameter: the repo (file://) or the feature server."""
+        import yaml
+
+        if self.online_features not in ("store", "server"):
+            raise ValueError(f"SeldonTarget.online_features must be 'store' or 'server', got {self.online_features!r}")
+        config = Path(self.feast_repo, "feature_store.yaml")
+        if self.kind == "local" and self.online_features == "store" and config.exists() \
+                and ((yaml.safe_load(config.read_text()) or {}).get("online_store") or {}).get("type") == "sqlite":
+            return Path(self.feast_repo).resolve().as_uri()
+        return self.feast_server_url
 
     def model_dir(self, version: str) -> Path:
         return self.serving_path / "models" / f"v{version}"
@@ -125,9 +142,9 @@ class SeldonTarget(dg.ConfigurableResource):
         port = self.ingress_url.rsplit(":", 1)[-1].strip("/")
         cmd = [python, "-m", "seldon.runtime", "--manifest", str(self.manifest_path), "--state-dir",
                str(self.state_dir), "--port", port, "--lake", str(Path(self.lake_root).resolve())]
-        if Path(self.feast_repo, "feature_store.yaml").exists():
+        if Path(self.feast_repo, "feature_store.yaml").exists() and self.feast_url.startswith("http"):
             cmd += ["--feast-repo", str(Path(self.feast_repo).resolve()), "--feast-port",
-                    self.feast_url.rsplit(":", 1)[-1].strip("/")]
+                    self.feast_server_url.rsplit(":", 1)[-1].strip("/")]
         log = open(self.state_dir / "runtime.log", "ab")
         proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})

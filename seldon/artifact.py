@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -79,33 +80,67 @@ def encode_columns(schema: FeatureSchema, columns: dict[str, "np.ndarray | list"
 
     Unknown categories and missing values never fail: they map to the OOV bucket and to the
     feature's fill value. Absent columns are treated as missing, so optional inputs may be left out.
+    Vectorised: one C-level pass per column (dict lookups through `map`, numpy for numerics).
     """
     n = _row_count(columns)
     cat = np.empty((n, len(schema.categorical)), dtype=np.int64)
     for j, feat in enumerate(schema.categorical):
-        lookup = {v: i for i, v in enumerate(feat.vocabulary)}
-        values = columns.get(feat.name)
-        oov = len(feat.vocabulary)
-        cat[:, j] = oov if values is None else [lookup.get(v, oov) if isinstance(v, str) else oov for v in values]
-    num = np.empty((n, len(schema.numeric)), dtype=np.float32)
+        cat[:, j] = encode_categorical(feat, columns.get(feat.name), n)
+    raw = np.empty((n, len(schema.numeric)), dtype=np.float64)
     for j, feat in enumerate(schema.numeric):
         values = columns.get(feat.name)
-        x = np.full(n, feat.fill, dtype=np.float64) if values is None else _as_float(values, feat.fill)
-        if feat.transform == "log1p":
-            x = np.log1p(np.maximum(x, 0.0))
-        elif feat.transform != "identity":
+        raw[:, j] = np.nan if values is None else _as_float(values)
+    return cat, normalise(schema, raw)
+
+
+def encode_categorical(feat: CategoricalFeature, values, n: int) -> np.ndarray:
+    """Vocabulary indices (int64[n]); anything that is not a known string -> the OOV bucket."""
+    oov = len(feat.vocabulary)
+    if values is None:
+        return np.full(n, oov, dtype=np.int64)
+    lookup = _lookup(feat)
+    try:  # only strings are keys, so a non-string (None, NaN, 7) misses exactly like a foreign string
+        return np.fromiter(map(lookup.get, values, repeat(oov, n)), dtype=np.int64, count=n)
+    except TypeError:  # an unhashable value (a list, a dict): the careful path
+        return np.array([lookup.get(v, oov) if isinstance(v, str) else oov for v in values], dtype=np.int64)
+
+
+def normalise(schema: FeatureSchema, raw: np.ndarray) -> np.ndarray:
+    """float64[N, F] numerics in schema order (NaN/inf = missing) -> normalised float32[N, F].
+
+    Element-wise the same operations, in the same order, as one column at a time: fill the
+    non-finite, log1p(max(x, 0)) where the transform says so, then (x - mean) / std.
+    """
+    feats = schema.numeric
+    for feat in feats:
+        if feat.transform not in ("identity", "log1p"):
             raise ValueError(f"unknown transform {feat.transform!r} for {feat.name}")
-        num[:, j] = (x - feat.mean) / feat.std
-    return cat, num
+    fill = np.array([f.fill for f in feats], dtype=np.float64)
+    x = np.where(np.isfinite(raw), raw, fill)
+    logs = [j for j, f in enumerate(feats) if f.transform == "log1p"]
+    if logs:
+        x[:, logs] = np.log1p(np.maximum(x[:, logs], 0.0))
+    mean = np.array([f.mean for f in feats], dtype=np.float64)
+    std = np.array([f.std for f in feats], dtype=np.float64)
+    return ((x - mean) / std).astype(np.float32)
 
 
-def _as_float(values, fill: float) -> np.ndarray:
-    arr = np.asarray(values, dtype=object if not isinstance(values, np.ndarray) else None)
-    if arr.dtype == object:
-        arr = np.array([fill if _is_missing(v) else float(v) for v in arr], dtype=np.float64)
-    else:
-        arr = arr.astype(np.float64)
-    return np.where(np.isfinite(arr), arr, fill)
+def _lookup(feat: CategoricalFeature) -> dict:
+    cached = feat.__dict__.get("_lookup")
+    if cached is None or cached[0] is not feat.vocabulary or cached[1] != len(feat.vocabulary):
+        cached = (feat.vocabulary, len(feat.vocabulary), {v: i for i, v in enumerate(feat.vocabulary)})
+        feat.__dict__["_lookup"] = cached
+    return cached[2]
+
+
+def _as_float(values) -> np.ndarray:
+    """float64 with NaN for missing (None / NaN); numpy's own conversion (no per-value Python)."""
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(np.float64)
+    try:
+        return np.asarray(values, dtype=np.float64)  # None -> NaN, numbers -> float(v)
+    except (TypeError, ValueError):
+        return np.array([np.nan if _is_missing(v) else float(v) for v in values], dtype=np.float64)
 
 
 def _row_count(columns: dict) -> int:
@@ -137,9 +172,13 @@ class ServingModel:
         self.network = torch.jit.load(str(self.directory / MODEL_FILE), map_location="cpu").eval()
 
     def score_columns(self, columns: dict) -> np.ndarray:
+        cat, num = encode_columns(self.schema, columns)
+        return self.score_encoded(cat, num)
+
+    def score_encoded(self, cat: np.ndarray, num: np.ndarray) -> np.ndarray:
+        """The network on already encoded inputs (int64[N, C], float32[N, F])."""
         import torch
 
-        cat, num = encode_columns(self.schema, columns)
         if len(cat) == 0:
             return np.empty(0, dtype=np.float32)
         with torch.inference_mode():

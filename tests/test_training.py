@@ -21,7 +21,7 @@ from .conftest import make_resources
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = dict(seed=5, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
 DAYS = [(dt.date(2026, 10, 1) + dt.timedelta(days=k)).isoformat() for k in range(26)]
-FAST = {"max_epochs": 6, "patience": 3}
+FAST = {"max_epochs": 20, "patience": 5}
 SET = {"window_days": 14, "maturity_days": 10}
 
 

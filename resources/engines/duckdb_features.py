@@ -146,7 +146,7 @@ def compute_transaction_features(
     keep = ts >= start_us
     table = ev.drop_columns(["ts"])
     for name in FEATURE_COLUMNS[8:]:
-        table = table.append_column(name, pa.array(out[name]))
+        table = table.append_column(name, pa.array(out[name], from_pandas=True))  # NaN -> null
     if not keep.all():
         table = table.filter(pa.array(keep))
     return table.select(FEATURE_COLUMNS)

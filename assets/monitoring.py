@@ -1,0 +1,136 @@
+"""Monitoring: `drift_report` (the prediction log's inputs against the champion's training
+features, Evidently) and `model_performance` (the champion's PR-AUC once delayed labels arrive).
+
+The prediction log is written by the ingress, outside Dagster: `prediction_log` is an external
+asset so the lineage shows where the monitored data comes from.
+"""
+
+import datetime as dt
+import os
+
+import dagster as dg
+
+from resources.lake import Lake
+from resources.mlflow_registry import CHAMPION, MlflowRegistry
+from resources.warehouse import Warehouse
+
+from monitoring.data import (LOG_TABLE, performance_rows, reference_frame, report_dir, read_prediction_window,
+                            report_rows)
+from .partitions import daily_partitions, parse_day
+
+DRIFT_TABLE, PERFORMANCE_TABLE = "drift_report", "model_performance"
+# Labels arrive 1-60 days after the transaction (median 9): a prediction day is judged once its
+# labels are this old (~77 % of chargebacks known), pooled over a window for enough positives.
+# Environment overrides (like DRIFTLINE_START_DATE) let a short demo judge sooner.
+LABEL_MATURITY_DAYS = int(os.environ.get("DRIFTLINE_LABEL_MATURITY_DAYS", 14))
+PERFORMANCE_WINDOW_DAYS = int(os.environ.get("DRIFTLINE_PERFORMANCE_WINDOW_DAYS", 7))
+
+prediction_log = dg.AssetSpec(
+    LOG_TABLE, group_name="monitoring", partitions_def=daily_partitions, deps=["seldon_deployment"],
+    kinds={"parquet", "seldon"},
+    description="Every answered prediction (inputs, score, model version), written by the ingress.")
+
+
+class DriftReportConfig(dg.Config):
+    engine: str = "evidently"  # evidently (HTML report) | numpy (same statistics, no HTML)
+    num_threshold: float = 0.1
+    cat_threshold: float = 0.1
+    drift_share: float = 0.25
+    reference_cap: int = 20_000
+    current_cap: int = 20_000
+    min_rows: int = 500
+    # day_of_week is constant within a daily window: it always differs from a multi-day reference.
+    exclude: list[str] = ["day_of_week"]
+
+
+@dg.asset(partitions_def=daily_partitions, group_name="monitoring", deps=[prediction_log, "model_evaluation"],
+          kinds={"evidently", "parquet"},
+          automation_condition=dg.AutomationCondition.on_cron("30 0 * * *").ignore(
+              dg.AssetSelection.assets(LOG_TABLE, "model_evaluation")))
+def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, lake: Lake,
+                 mlflow_registry: MlflowRegistry, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Drift of the day's served inputs against the champion's training features (Evidently)."""
+    import pyarrow as pa
+
+    from monitoring.drift import DriftConfig, drift_decision
+    from ml.features import CATEGORICAL, NUMERIC
+
+    day = context.partition_key
+    champion = mlflow_registry.version_for_alias(CHAMPION)
+    if champion is None:
+        raise ValueError(f"no {CHAMPION} version of {mlflow_registry.model_name}: nothing to compare against")
+    version = str(champion.version)
+    cfg = DriftConfig(num_threshold=config.num_threshold, cat_threshold=config.cat_threshold,
+                      drift_share=config.drift_share, reference_cap=config.reference_cap,
+                      current_cap=config.current_cap, min_rows=config.min_rows)
+    reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
+    current, total = read_prediction_window(lake, [day], config.current_cap)
+    features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
+    meta = {"reference_model_version": version, "reference_source": source, "reference_rows": len(reference),
+            "current_rows": dg.MetadataValue.int(total), "dagster/row_count": dg.MetadataValue.int(total)}
+    if total == 0:
+        context.log.warning(f"no predictions logged on {day}")
+        return dg.MaterializeResult(metadata={**meta, "drifted": False, "share_drifted": 0.0,
+                                              "reason": "no predictions in the window"})
+    html = report_dir(lake) / f"{day}.html" if config.engine == "evidently" else None
+    result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
+    rows = report_rows(day, result, version, total)
+    lake.write_partition(DRIFT_TABLE, day, pa.Table.from_pylist(rows))
+    warehouse.refresh_views(lake)
+    context.log.info(f"drift {day} vs champion v{version}: {result.reason}")
+    meta |= {
+        "drifted": result.drifted, "share_drifted": float(result.share), "reason": result.reason,
+        "drifted_features": dg.MetadataValue.json(result.drifted_features),
+        "scores": dg.MetadataValue.json({k: round(v, 5) for k, v in result.scores.items()}),
+        **{f"score/{f.name}": float(round(f.score, 5)) for f in result.features},
+        "sampled_current_rows": result.sampled_current, "engine": result.engine,
+        "thresholds": dg.MetadataValue.json({"numeric": f"{cfg.num_method} >= {cfg.num_threshold}",
+                                             "categorical": f"{cfg.cat_method} >= {cfg.cat_threshold}",
+                                             "drift_share": cfg.drift_share}),
+    }
+    if html is not None:
+        meta |= {"report": dg.MetadataValue.path(str(html)), "report_url": dg.MetadataValue.url(html.as_uri())}
+    return dg.MaterializeResult(metadata=meta)
+
+
+class PerformanceConfig(dg.Config):
+    threshold: float = 0.5  # the serving threshold: score >= threshold is flagged
+
+
+_log_window = dg.TimeWindowPartitionMapping(start_offset=-(LABEL_MATURITY_DAYS + PERFORMANCE_WINDOW_DAYS - 1),
+                                            end_offset=-LABEL_MATURITY_DAYS)
+
+
+@dg.asset(partitions_def=daily_partitions, group_name="monitoring", kinds={"duckdb", "parquet"},
+          deps=[dg.AssetDep(prediction_log, partition_mapping=_log_window), "raw_labels"],
+          automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(LOG_TABLE)))
+def model_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, lake: Lake,
+                      mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+    """PR-AUC, recall, precision per model version of the predictions made LABEL_MATURITY_DAYS
+    ago (a PERFORMANCE_WINDOW_DAYS window), with the chargebacks known at the end of this day."""
+    import pyarrow as pa
+
+    day = parse_day(context.partition_key)
+    first = day - dt.timedelta(days=LABEL_MATURITY_DAYS + PERFORMANCE_WINDOW_DAYS - 1)
+    pred_days = [(first + dt.timedelta(days=k)).isoformat() for k in range(PERFORMANCE_WINDOW_DAYS)]
+    label_days = [(first + dt.timedelta(days=k)).isoformat() for k in range((day - first).days + 1)]
+    per_day, pooled = performance_rows(lake, pred_days, label_days, config.threshold)
+    champion = mlflow_registry.version_for_alias(CHAMPION)
+    champ = str(champion.version) if champion else None
+    for row in per_day:
+        row["evaluation_date"] = context.partition_key
+    if per_day:
+        lake.write_partition(PERFORMANCE_TABLE, context.partition_key, pa.Table.from_pylist(per_day))
+    meta = {"prediction_days": f"{pred_days[0]}..{pred_days[-1]}", "labels_known_through": day.isoformat(),
+            "champion_version": champ or "none", "versions": dg.MetadataValue.json(_no_nan(pooled)),
+            "dagster/row_count": dg.MetadataValue.int(sum(r["rows"] for r in per_day))}
+    for version, m in pooled.items():
+        meta |= {f"v{version}/{k}": float(v) for k, v in m.items() if k in ("pr_auc", "recall", "precision") and v == v}
+    if champ in pooled:
+        meta |= {f"champion_{k}": v for k, v in pooled[champ].items() if v == v}
+    context.log.info(f"performance of {meta['prediction_days']} (labels through {day}): {pooled}")
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _no_nan(pooled: dict) -> dict:
+    return {v: {k: (x if x == x else None) for k, x in m.items()} for v, m in pooled.items()}

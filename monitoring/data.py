@@ -1,0 +1,136 @@
+"""Data access for monitoring: the prediction log's window, the champion's reference features,
+report rows for the lake, and labelled performance. Heavy imports stay inside functions (the
+code location imports this module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LOG_TABLE = "prediction_log"
+REFERENCE_TABLE = "drift_reference"
+
+
+def report_dir(lake) -> Path:
+    """data/reports/drift beside data/lake: HTML reports a person opens from the UI."""
+    return lake.path.parent / "reports" / "drift"
+
+
+def _log_files(lake, days: list[str]) -> list[str]:
+    return [str(f) for d in days for f in sorted((lake.table_dir(LOG_TABLE) / f"date={d}").glob("*.parquet"))]
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def read_prediction_window(lake, days: list[str], cap: int, seed: int = 0):
+    """(a uniform sample of at most `cap` logged rows with their input features as columns, total
+    rows). Sampling happens in DuckDB before any JSON is parsed, so a million rows cost little."""
+    import duckdb
+    import pandas as pd
+
+    files = _log_files(lake, days)
+    if not files:
+        return pd.DataFrame(), 0
+    with duckdb.connect() as con:
+        con.execute(f"create view log as select * from read_parquet({_sql_list(files)}, union_by_name = true)")
+        total = con.sql("select count(*) from log").fetchall()[0][0]
+        rows = con.sql(f"select model_version, predictor, score, features from log "
+                       f"using sample reservoir({int(cap)} rows) repeatable ({int(seed)})").df()
+    feats = pd.DataFrame.from_records([json.loads(s) if s else {} for s in rows.pop("features")], index=rows.index)
+    frame = pd.concat([rows, feats.drop(columns=[c for c in rows.columns if c in feats], errors="ignore")], axis=1)
+    return with_time_features(frame), int(total)
+
+
+def with_time_features(frame):
+    """hour_of_day / day_of_week from event_ts when a raw (jsonData) request did not carry them:
+    the same UTC definitions as the Feast on-demand view."""
+    import pandas as pd
+
+    if "event_ts" in frame and ("hour_of_day" not in frame or "day_of_week" not in frame):
+        ts = pd.to_datetime(frame["event_ts"], utc=True, errors="coerce", format="ISO8601")
+        frame = frame.assign(**{k: v for k, v in (("hour_of_day", ts.dt.hour), ("day_of_week", ts.dt.dayofweek))
+                                if k not in frame})
+    return frame
+
+
+def reference_frame(lake, registry, version: str, cap: int, seed: int = 0):
+    """(the champion's training features, source). Cached per version in the lake on first use,
+    from the training_set train split, so a later retraining cannot change a champion's reference."""
+    import pandas as pd
+    import pyarrow as pa
+
+    cached = lake.table_dir(REFERENCE_TABLE) / f"model_version={version}" / "data.parquet"
+    if cached.exists():
+        return pd.read_parquet(cached), f"{REFERENCE_TABLE}/model_version={version}"
+    split = lake.table_dir("training_set") / "split=train" / "data.parquet"
+    if not split.exists():
+        raise ValueError(f"no reference for v{version}: neither {cached} nor the training_set train split exist")
+    train = pd.read_parquet(split)
+    source = "training_set train split"
+    window = _run_window(registry, version)
+    if window and str(train["event_ts"].min()) != window["train"][0]:
+        source += f" (differs from v{version}'s training window {window['train']})"
+    sample = train.sample(n=min(cap, len(train)), random_state=seed)
+    lake.write_partition_file(cached, pa.Table.from_pandas(sample, preserve_index=False))
+    return sample, source
+
+
+def _run_window(registry, version: str):
+    try:
+        client = registry.client()
+        run = client.get_run(client.get_model_version(registry.model_name, str(version)).run_id)
+        return json.loads(run.data.tags.get("training_window", "null"))
+    except Exception:  # noqa: BLE001 - a version without a run (tests, imports) has no window
+        return None
+
+
+def report_rows(day: str, result, version: str, total: int) -> list[dict]:
+    """One row per feature, for analysts (`select * from drift_report`)."""
+    return [{"feature": f.name, "kind": f.kind, "method": f.method, "score": float(f.score),
+             "threshold": float(f.threshold), "feature_drifted": bool(f.drifted), "window_drifted": bool(result.drifted),
+             "share_drifted": float(result.share), "reference_model_version": version, "current_rows": int(total),
+             "sampled_current_rows": int(result.sampled_current), "engine": result.engine}
+            for f in result.features]
+
+
+def performance_rows(lake, pred_days: list[str], label_days: list[str], threshold: float):
+    """(rows per prediction day and model version, metrics per version pooled over the days)."""
+    import duckdb
+
+    files = _log_files(lake, pred_days)
+    labels = lake.existing_partition_files("raw_labels", label_days)
+    if not files:
+        return [], {}
+    with duckdb.connect() as con:
+        con.execute(f"create view log as select * from read_parquet({_sql_list(files)}, hive_partitioning = true, "
+                    "union_by_name = true)")
+        label_sql = (f"select distinct event_id from read_parquet({_sql_list(labels)}) where is_fraud" if labels
+                     else "select null::varchar as event_id where false")
+        con.execute(f"create view fraud as {label_sql}")
+        frame = con.sql("""
+            select l.date::varchar as prediction_date, l.model_version, l.score,
+                   f.event_id is not null as y
+            from (select *, coalesce(json_extract_string(features, '$.event_id'), request_id) as event_id from log) l
+            left join fraud f using (event_id)""").df()
+    per_day = [{"prediction_date": d, "model_version": str(v), **metrics(g["y"].to_numpy(), g["score"].to_numpy(),
+                                                                          threshold)}
+               for (d, v), g in frame.groupby(["prediction_date", "model_version"], sort=True)]
+    pooled = {str(v): metrics(g["y"].to_numpy(), g["score"].to_numpy(), threshold)
+              for v, g in frame.groupby("model_version", sort=True)}
+    return per_day, pooled
+
+
+def metrics(y, score, threshold: float) -> dict:
+    import numpy as np
+
+    from ml.metrics import pr_auc
+
+    y, score = np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64)
+    flagged = score >= threshold
+    pos, hits = int(y.sum()), int((flagged & y).sum())
+    return {"rows": int(len(y)), "positives": pos, "flagged": int(flagged.sum()),
+            "pr_auc": pr_auc(y, score) if pos else float("nan"),
+            "recall": hits / pos if pos else float("nan"),
+            "precision": hits / int(flagged.sum()) if flagged.any() else float("nan")}
