@@ -64,8 +64,8 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
                       drift_share=config.drift_share, reference_cap=config.reference_cap,
                       current_cap=config.current_cap, min_rows=config.min_rows)
     reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
-    current, total = read_prediction_window(lake, [day], config.current_cap)
     features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
+    current, total = read_prediction_window(lake, [day], *features)
     meta = {"reference_model_version": version, "reference_source": source, "reference_rows": len(reference),
             "current_rows": dg.MetadataValue.int(total), "dagster/row_count": dg.MetadataValue.int(total)}
     if total == 0:
@@ -84,6 +84,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
         "scores": dg.MetadataValue.json({k: round(v, 5) for k, v in result.scores.items()}),
         **{f"score/{f.name}": float(round(f.score, 5)) for f in result.features},
         "sampled_current_rows": result.sampled_current, "engine": result.engine,
+        "refined_on_all_rows": dg.MetadataValue.json(result.refined),
         "thresholds": dg.MetadataValue.json({"numeric": f"{cfg.num_method} >= {cfg.num_threshold}",
                                              "categorical": f"{cfg.cat_method} >= {cfg.cat_threshold}",
                                              "drift_share": cfg.drift_share}),

@@ -24,23 +24,27 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def read_prediction_window(lake, days: list[str], cap: int, seed: int = 0):
-    """(a uniform sample of at most `cap` logged rows with their input features as columns, total
-    rows). Sampling happens in DuckDB before any JSON is parsed, so a million rows cost little."""
+def read_prediction_window(lake, days: list[str], categorical: list[str], numeric: list[str]):
+    """(the window's monitored input features as columns, total rows). DuckDB parses each JSON
+    `features` value once into a struct of just those fields (a million rows in ~3 s); features
+    that no request carried (all null) are dropped."""
     import duckdb
     import pandas as pd
 
     files = _log_files(lake, days)
     if not files:
-        return pd.DataFrame(), 0
+        return pd.DataFrame(columns=categorical + numeric), 0
+    fields = {c: "VARCHAR" for c in categorical} | {n: "DOUBLE" for n in numeric} | {"event_ts": "VARCHAR"}
+    struct = json.dumps(fields).replace("'", "''")
+    ts = "try_cast(s.event_ts as timestamptz)"
+    derived = {"hour_of_day": f"hour({ts})", "day_of_week": f"isodow({ts}) - 1"}  # Feast's UTC definitions
+    cols = [f's."{c}"' for c in categorical]
+    cols += [f'coalesce(s."{n}", {derived[n]}) as "{n}"' if n in derived else f's."{n}"' for n in numeric]
     with duckdb.connect() as con:
-        con.execute(f"create view log as select * from read_parquet({_sql_list(files)}, union_by_name = true)")
-        total = con.sql("select count(*) from log").fetchall()[0][0]
-        rows = con.sql(f"select model_version, predictor, score, features from log "
-                       f"using sample reservoir({int(cap)} rows) repeatable ({int(seed)})").df()
-    feats = pd.DataFrame.from_records([json.loads(s) if s else {} for s in rows.pop("features")], index=rows.index)
-    frame = pd.concat([rows, feats.drop(columns=[c for c in rows.columns if c in feats], errors="ignore")], axis=1)
-    return with_time_features(frame), int(total)
+        con.execute("set TimeZone = 'UTC'")
+        frame = con.sql(f"select {', '.join(cols)} from (select json_transform(features, '{struct}') as s "
+                        f"from read_parquet({_sql_list(files)}, union_by_name = true))").df()
+    return frame.dropna(axis=1, how="all"), len(frame)
 
 
 def with_time_features(frame):

@@ -28,6 +28,9 @@ class DriftConfig:
     reference_cap: int = 20_000
     current_cap: int = 20_000
     min_rows: int = 500  # fewer current rows: no decision (too noisy), never "drifted"
+    # A sampled score this close to its threshold is recomputed on all rows (~3 sampling std
+    # devs at 20,000 rows), so sampled decisions equal full-data ones.
+    refine_band: float = 0.025
     seed: int = 0
 
 
@@ -53,6 +56,7 @@ class DriftResult:
     engine: str
     reason: str
     config: DriftConfig = field(default_factory=DriftConfig)
+    refined: list[str] = field(default_factory=list)  # features recomputed on all rows
 
     @property
     def scores(self) -> dict[str, float]:
@@ -144,6 +148,8 @@ def drift_decision(reference, current, features=None, config: DriftConfig | None
         scores |= {n: _NUMPY[cfg.num_method](ref[n], cur[n]) for n in nums}
     else:
         raise ValueError(f"unknown engine {engine!r}")
+    refined = _refine(scores, reference, current, cats, nums, cfg, sampled=len(ref) < len(reference)
+                      or len(cur) < len(current))
     out = [FeatureDrift(c, "categorical", cfg.cat_method, scores[c], cfg.cat_threshold,
                         bool(scores[c] >= cfg.cat_threshold)) for c in cats]
     out += [FeatureDrift(n, "numeric", cfg.num_method, scores[n], cfg.num_threshold,
@@ -155,7 +161,22 @@ def drift_decision(reference, current, features=None, config: DriftConfig | None
         drifted = share >= cfg.drift_share
         names = ", ".join(f.name for f in out if f.drifted) or "none"
         reason = f"{share:.0%} of {len(out)} features drifted ({names}); limit {cfg.drift_share:.0%}"
-    return DriftResult(drifted, share, out, len(reference), len(current), len(ref), len(cur), engine, reason, cfg)
+    return DriftResult(drifted, share, out, len(reference), len(current), len(ref), len(cur), engine, reason, cfg,
+                       refined)
+
+
+def _refine(scores, reference, current, cats, nums, cfg: DriftConfig, sampled: bool) -> list[str]:
+    """Recompute, on all rows, the features whose sampled score is within the band of its threshold."""
+    if not sampled:
+        return []
+    refined = []
+    for names, method, threshold in ((cats, cfg.cat_method, cfg.cat_threshold), (nums, cfg.num_method,
+                                                                                 cfg.num_threshold)):
+        for name in names:
+            if method in _NUMPY and abs(scores[name] - threshold) < cfg.refine_band:
+                scores[name] = _NUMPY[method](reference[name], current[name])
+                refined.append(name)
+    return refined
 
 
 def evidently_scores(ref, cur, cats, nums, cfg: DriftConfig, html_path=None) -> dict[str, float]:

@@ -11,7 +11,7 @@ the last storage ids read and the episode state, and is stored by the daemon acr
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -141,7 +141,3 @@ def build_drift_sensor(policy: RetrainPolicy | None = None, interval_s: int = 60
         return dg.SensorResult(run_requests=runs, cursor=cursor_out)
 
     return drift_sensor
-
-
-def policy_dict(policy: RetrainPolicy) -> dict:
-    return asdict(policy)

@@ -8,6 +8,7 @@ directories, read whole by the file/dask offline store).
 from __future__ import annotations
 
 import os
+import types
 
 import pandas as pd
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
@@ -49,6 +50,13 @@ def fraud_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     out["hour_of_day"] = ((whole // 3600) % 24).astype("int64")
     out["day_of_week"] = (((whole // 86400) + 3) % 7 + 1).astype("int64")  # ISO: 1970-01-01 was a Thursday
     return out
+
+
+def _fresh_copy(fn):
+    """Feast's decorator rewrites the function's __module__ to "__main__" (so dill can ship it);
+    after that its source cannot be found again. Decorating a copy keeps build_objects callable
+    more than once per process (several repos, tests)."""
+    return types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
 def build_objects(lake_root: str) -> list:
@@ -102,7 +110,7 @@ def build_objects(lake_root: str) -> list:
         schema=_fields(ON_DEMAND_FEATURES),
         mode="pandas",
         description="features of the incoming transaction relative to the user's state",
-    )(fraud_request_features)
+    )(_fresh_copy(fraud_request_features))
 
     service = FeatureService(
         name=FEATURE_SERVICE,

@@ -1,0 +1,134 @@
+"""Monitoring assets: model_performance against a hand computation, drift_report's Evidently HTML,
+lake rows and reference handling, and the retraining job's selection against the real graph."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from assets import monitoring
+from monitoring.simulate import register_stand_in_champion, write_prediction_log, write_reference
+from resources import SyntheticEventSource
+
+from .conftest import make_resources
+
+ASSETS = [monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitoring")
+    source = SyntheticEventSource(seed=3, n_users=400, n_merchants=90, events_per_day=1_200, fraud_rate=0.02,
+                                  drift_scenario="covariate", drift_start="2026-10-15")
+    resources = make_resources(root, event_source=source)
+    version = register_stand_in_champion(resources["mlflow_registry"])
+    return {"root": root, "resources": resources, "version": version, "instance": dg.DagsterInstance.ephemeral()}
+
+
+def _meta(result, key):
+    for e in result.get_asset_materialization_events():
+        if e.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in e.materialization.metadata.items()}
+    raise KeyError(key)
+
+
+def _tx(ids, day):
+    n = len(ids)
+    return pd.DataFrame({"event_id": ids, "user_id": range(n), "merchant_id": range(n), "amount": [10.0] * n,
+                         "category": ["grocery"] * n, "country": ["FR"] * n, "channel": ["pos"] * n,
+                         "event_ts": pd.to_datetime([f"{day} 12:00:00"] * n)})
+
+
+def _labels(lake, day, ids):
+    lake.write_partition("raw_labels", day, pa.table({
+        "event_id": pa.array(ids, pa.string()), "is_fraud": pa.array([True] * len(ids)),
+        "label_ts": pa.array([pd.Timestamp(f"{day} 08:00")] * len(ids), pa.timestamp("us"))}))
+
+
+def test_model_performance_matches_a_hand_computation(env):
+    res, lake = env["resources"], env["resources"]["lake"]
+    pred = dt.date(2026, 10, 5)
+    evaluation = pred + dt.timedelta(days=monitoring.LABEL_MATURITY_DAYS)
+    day = pred.isoformat()
+    write_prediction_log(lake.root, day, _tx(list("abcdef"), day), np.array([.9, .8, .7, .6, .2, .1]), "1")
+    write_prediction_log(lake.root, day, _tx(list("ghij"), day), np.array([.95, .3, .6, .1]), "2", "canary")
+    _labels(lake, (pred + dt.timedelta(days=2)).isoformat(), ["a", "c", "e"])
+    _labels(lake, (pred + dt.timedelta(days=3)).isoformat(), ["g"])
+    _labels(lake, (evaluation + dt.timedelta(days=1)).isoformat(), ["i"])  # known only after the evaluation day
+    result = dg.materialize(ASSETS, selection=[monitoring.model_performance], partition_key=evaluation.isoformat(),
+                            resources=res, instance=env["instance"])
+    meta = _meta(result, "model_performance")
+    # v1, by score: a+ b- c+ d- e+ f-  -> AP = (1/1 + 2/3 + 3/5) / 3; flagged (>= 0.5) a b c d
+    assert meta["v1/pr_auc"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert meta["v1/recall"] == pytest.approx(2 / 3) and meta["v1/precision"] == pytest.approx(2 / 4)
+    # v2: g+ (0.95) first -> AP 1; flagged g and i (i's chargeback comes too late to count)
+    assert meta["v2/pr_auc"] == pytest.approx(1.0)
+    assert meta["v2/recall"] == pytest.approx(1.0) and meta["v2/precision"] == pytest.approx(0.5)
+    assert meta["champion_version"] == env["version"] == "1"
+    assert meta["champion_pr_auc"] == meta["v1/pr_auc"] and meta["champion_positives"] == 3
+    rows = lake.read_partition("model_performance", evaluation.isoformat()).to_pandas()
+    assert set(zip(rows["prediction_date"], rows["model_version"])) == {(day, "1"), (day, "2")}
+
+
+def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
+    res, lake = env["resources"], env["resources"]["lake"]
+    world = res["event_source"].world()
+    write_reference(lake, world, [dt.date(2026, 10, 1) + dt.timedelta(days=k) for k in range(7)], env["version"])
+    day = dt.date(2026, 10, 20)
+    tx = world.transactions(day)
+    write_prediction_log(lake.root, day.isoformat(), tx, np.full(len(tx), 0.1), env["version"])
+    metas = {}
+    for engine in ("numpy", "evidently"):
+        result = dg.materialize(ASSETS, selection=[monitoring.drift_report], partition_key=day.isoformat(),
+                                resources=res, instance=env["instance"],
+                                run_config={"ops": {"drift_report": {"config": {"engine": engine}}}})
+        metas[engine] = _meta(result, "drift_report")
+    meta = metas["evidently"]
+    html = env["root"] / "reports" / "drift" / f"{day}.html"
+    assert meta["report"] == str(html) and meta["report_url"] == html.as_uri()
+    text = html.read_text()
+    assert "Wasserstein distance (normed)" in text and "Jensen-Shannon distance" in text
+    assert meta["drifted"] and {"amount", "country"} <= set(meta["drifted_features"])
+    assert meta["reference_model_version"] == env["version"] and meta["current_rows"] == len(tx)
+    for name, score in metas["numpy"]["scores"].items():  # same statistics, whichever engine
+        assert meta["scores"][name] == pytest.approx(score, abs=1e-4)
+    rows = lake.read_partition("drift_report", day.isoformat()).to_pandas()
+    assert set(rows["feature"]) == set(meta["scores"]) and rows["window_drifted"].all()
+    seen = res["warehouse"].query("select feature, score from drift_report where date = '2026-10-20'")
+    assert len(seen) == len(rows)  # analysts see it through the warehouse view
+
+
+def test_reference_comes_from_the_training_set_once_then_stays(env, tmp_path):
+    from monitoring.data import reference_frame
+
+    res = make_resources(tmp_path)
+    lake = res["lake"]
+    world = env["resources"]["event_source"].world()
+    train = world.transactions(dt.date(2026, 10, 2))
+    lake.write_partition_file(lake.table_dir("training_set") / "split=train" / "data.parquet",
+                              pa.Table.from_pandas(train, preserve_index=False))
+    frame, source = reference_frame(lake, None, "7", cap=500)
+    assert source.startswith("training_set train split") and len(frame) == 500
+    lake.write_partition_file(lake.table_dir("training_set") / "split=train" / "data.parquet",
+                              pa.Table.from_pandas(train.head(10), preserve_index=False))  # a later retraining
+    again, source = reference_frame(lake, None, "7", cap=500)
+    assert source == "drift_reference/model_version=7" and again["event_id"].tolist() == frame["event_id"].tolist()
+
+
+def test_retrain_job_and_sensor_resolve_against_the_whole_graph():
+    import definitions
+    from sensors.drift import RETRAIN_ASSETS, build_drift_sensor, retrain_job
+
+    assets = [a for a in definitions.defs.assets if a not in ASSETS] + ASSETS
+    defs = dg.Definitions(assets=assets, jobs=[retrain_job], sensors=[build_drift_sensor()],
+                          resources=definitions.RESOURCES)
+    job = defs.resolve_job_def("retrain_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(RETRAIN_ASSETS)
+    from sensors.drift import RetrainPolicy
+
+    dg.validate_run_config(job, {"ops": {"training_set": {"config": RetrainPolicy().training_set}}})
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey("prediction_log") in graph.get(dg.AssetKey("drift_report")).parent_keys
