@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.data import DEFAULT_ROOT, LABEL_TABLE, TX_TABLE, BenchParams, ensure_lake, partition_files
 
 OURS = "duckdb"
-LABELS = {"duckdb": "DuckDB (ours)", "polars": "Polars", "pandas": "pandas", "floor": "floor: DuckDB read+COPY"}
+LABELS = {"duckdb": "DuckDB (ours)", "polars": "Polars", "spark": "Spark local[N] (scale-out engine, JVM start included)",
+          "pandas": "pandas", "floor": "floor: DuckDB read+COPY"}
 TARGET_PANDAS_SPEEDUP = 15.0
 
 
@@ -62,7 +63,7 @@ def compare_outputs(out_dir: Path, results: dict[str, Result]) -> tuple[list[str
     from bench.compare import compare_features
     from bench.spec import COLUMNS
 
-    done = [i for i in ("duckdb", "polars", "pandas") if results.get(i) and results[i].runs]
+    done = [i for i in ("duckdb", "polars", "spark", "pandas") if results.get(i) and results[i].runs]
     if len(done) < 2:
         return [], ["fewer than two implementations produced output: nothing to compare"]
     base = OURS if OURS in done else done[0]
@@ -98,7 +99,7 @@ def report(results: dict[str, Result], params: BenchParams, threads: int, repeat
           "Peak memory is the process's peak RSS.\n")
     print("| implementation | seconds | read+compute s | events/s | ratio vs ours | peak memory |")
     print("|---|---:|---:|---:|---:|---:|")
-    for impl in ("duckdb", "polars", "pandas", "floor"):
+    for impl in ("duckdb", "polars", "spark", "pandas", "floor"):
         r = results.get(impl)
         if r is None:
             continue
@@ -159,11 +160,13 @@ def main(argv=None) -> int:
     import polars
 
     print(f"duckdb {duckdb.__version__}, polars {polars.__version__}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, threads={a.threads}", flush=True)
+          f"{os.cpu_count()} CPUs, threads={a.threads}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
     results = {impl: Result(impl) for impl in a.only}
     # Round-robin the repeated implementations so background noise spreads over all of them.
-    schedule = [impl for _ in range(a.repeats) for impl in a.only if impl != "pandas"]
+    schedule = [impl for _ in range(a.repeats) for impl in a.only if impl not in ("pandas", "spark")]
+    if "spark" in a.only:
+        schedule += ["spark"]  # one run: the slowest peer after pandas on one machine
     if "pandas" in a.only:
         schedule += ["pandas"] * a.pandas_repeats
     for impl in schedule:
@@ -187,6 +190,10 @@ def main(argv=None) -> int:
     for line in problems[:40]:
         print(f"- {line}")
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
+    load = os.getloadavg()[1]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: 5-minute load average {load:.1f} on {os.cpu_count()} CPUs: other work competed for the "
+              "CPUs, timings (and single-run pandas most) are noisy; rerun on an idle machine")
     if problems:
         print("\nMISMATCH: implementations disagree (see above)")
         return 1

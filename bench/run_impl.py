@@ -62,6 +62,13 @@ def run(impl: str, lake: str, start: dt.datetime, end: dt.datetime, out: str, th
         t1 = time.perf_counter()
         df.to_parquet(out, compression="zstd", index=False)
         rows = len(df)
+    elif impl == "spark":
+        from bench.spark_impl import compute_features_spark
+
+        table = compute_features_spark(tx_files, label_files, start, end, threads)
+        t1 = time.perf_counter()
+        pq.write_table(table, out, compression="zstd")
+        rows = table.num_rows
     else:
         raise SystemExit(f"unknown implementation {impl!r}")
     return {"seconds": time.perf_counter() - t0, "compute_seconds": t1 - t0, "rows": rows}

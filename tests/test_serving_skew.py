@@ -89,7 +89,22 @@ def plane(tmp_path_factory):
     assert frame["user_txn_count_7d"].notna().mean() >= 0.5
     assert frame["merchant_txn_count_30d"].notna().mean() >= 0.5
     assert np.ptp(batch) > 1e-3
-    return {"root": root, "feast": feast, "artifact": artifact, "txns": txns, "batch": batch}
+    yield {"root": root, "feast": feast, "artifact": artifact, "txns": txns, "batch": batch}
+    _forget_repo_modules(root)
+
+
+def _forget_repo_modules(root: Path):
+    """Feast imported this repo's generated module (`<repo>/driftline_repo.py`); a later Feast repo
+    of the same module name in this process must not resolve to it (inspect's file->module cache
+    would point dill's getsource of the ODFV at the wrong file)."""
+    import inspect
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(root)):
+            del sys.modules[name]
+    inspect._filesbymodname.clear()
+    inspect.modulesbyfile.clear()
 
 
 def _raw(row) -> dict:
