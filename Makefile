@@ -6,7 +6,7 @@ SERVING_VENV := .venv-serving
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test dev bench-features bench-train bench-serving clean lock
+.PHONY: setup demo test dev bench-features bench-train bench-serving bench-drift clean lock
 
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
 
@@ -29,6 +29,7 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/python -m scripts.demo
 
 test: setup
+	@bash scripts/ensure_browser.sh
 	$(VENV)/bin/python -m pytest
 
 dev: setup $(DAGSTER_HOME)/dagster.yaml
@@ -42,6 +43,9 @@ bench-train: setup
 
 bench-serving: setup
 	$(VENV)/bin/python -m bench.bench_serving
+
+bench-drift: setup
+	$(VENV)/bin/python -m bench.bench_drift
 
 # Re-resolve the lock files after changing a direct dependency in requirements/*.in.
 lock:

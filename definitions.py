@@ -7,14 +7,15 @@ import os
 
 import dagster as dg
 
-from assets import deployment, evaluation, feature_store, features, ingestion, training
+from assets import deployment, evaluation, feature_store, features, ingestion, monitoring, training
 from resources import LandingFolderEventSource, resources_for_env
 from sensors.canary import build_canary_sensor, canary_rollout_job
+from sensors.drift import RetrainPolicy, build_drift_sensor, retrain_job
 from sensors.landing import build_landing_sensor
 
 RESOURCES = resources_for_env()
 
-ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment]
+ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment, monitoring]
 
 data_plane_job = dg.define_asset_job(
     "data_plane_job",
@@ -46,11 +47,18 @@ def _executor():
     return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG)
 
 
+# Automation is on by default; `make demo` shortens the intervals (seconds) and the drift episode.
+SENSOR_INTERVAL_S = int(os.environ.get("DRIFTLINE_SENSOR_INTERVAL_S", 30))
+drift_sensor = build_drift_sensor(
+    RetrainPolicy(min_drifted_windows=int(os.environ.get("DRIFTLINE_DRIFT_MIN_WINDOWS", 2))),
+    interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+canary_sensor = build_canary_sensor(interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[data_plane_job, training_job, canary_rollout_job],
-    sensors=[landing_sensor, build_canary_sensor()],
+    jobs=[data_plane_job, training_job, retrain_job, canary_rollout_job],
+    sensors=[landing_sensor, drift_sensor, canary_sensor],
     resources=RESOURCES,
     executor=_executor(),
 )

@@ -174,6 +174,7 @@ def _lookback(days: int) -> dg.TimeWindowPartitionMapping:
     kinds={"duckdb", "parquet"},
     description="Per-user state as of the end of each day (Feast offline source of user_state).",
     op_tags=ASSET_OP_TAGS["user_state"],
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     day = parse_day(context.partition_key)
@@ -194,6 +195,7 @@ def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     kinds={"duckdb", "parquet"},
     description="Per-merchant volume and chargebacks as of the end of each day (Feast source of merchant_state).",
     op_tags=ASSET_OP_TAGS["merchant_state"],
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     day = parse_day(context.partition_key)
@@ -215,6 +217,7 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     kinds={"feast"},
     description="The Feast registry: entities, snapshot views, on-demand view and the fraud_model_v1 service.",
     op_tags=ASSET_OP_TAGS["feast_registry"],
+    automation_condition=dg.AutomationCondition.on_missing(),
 )
 def feast_registry(feast: FeastStore) -> dg.MaterializeResult:
     info = feast.apply()
@@ -244,6 +247,7 @@ class OnlineFeaturesConfig(dg.Config):
     pool="feast_online_store",
     description="Loads day D's snapshot (stamped end of D) into the Feast online store.",
     op_tags=ASSET_OP_TAGS["online_features"],
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesConfig, lake: Lake,
                     feast: FeastStore) -> dg.MaterializeResult:

@@ -41,6 +41,9 @@ class DriftReportConfig(dg.Config):
     min_rows: int = 500
     # day_of_week is constant within a daily window: it always differs from a multi-day reference.
     exclude: list[str] = ["day_of_week"]
+    # Log date folders to read instead of the partition's own (the log is dated by request time: a
+    # demo replaying simulated days through a live ingress reads today's folder for each of them).
+    log_days: list[str] = []
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="monitoring", deps=[prediction_log, "model_evaluation"],
@@ -65,13 +68,20 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
                       current_cap=config.current_cap, min_rows=config.min_rows)
     reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
     features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
-    current, total = read_prediction_window(lake, [day], *features)
+    current, total = read_prediction_window(lake, config.log_days or [day], *features)
     meta = {"reference_model_version": version, "reference_source": source, "reference_rows": len(reference),
+            "log_days": dg.MetadataValue.json(config.log_days or [day]),
             "current_rows": dg.MetadataValue.int(total), "dagster/row_count": dg.MetadataValue.int(total)}
     if total == 0:
         context.log.warning(f"no predictions logged on {day}")
         return dg.MaterializeResult(metadata={**meta, "drifted": False, "share_drifted": 0.0,
                                               "reason": "no predictions in the window"})
+    # Raw requests carry only the transaction; features the log never saw cannot be judged, so the
+    # drift share is taken over the features present in the window.
+    present = [c for c in current.columns if current[c].notna().any()]
+    unmonitored = [f for group in features for f in group if f not in present]
+    features = ([c for c in features[0] if c in present], [n for n in features[1] if n in present])
+    meta["unmonitored_features"] = dg.MetadataValue.json(unmonitored)
     html = report_dir(lake) / f"{day}.html" if config.engine == "evidently" else None
     result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
     rows = report_rows(day, result, version, total)

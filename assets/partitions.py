@@ -10,7 +10,8 @@ import dagster as dg
 # First day of data. Override with DRIFTLINE_START_DATE (YYYY-MM-DD) for other datasets.
 START_DATE = os.environ.get("DRIFTLINE_START_DATE", "2026-10-01")
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=0)
+# end_offset=1: today is a partition too (served traffic and its drift report arrive during the day).
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
 
 # Features look back this many days of raw events (the longest window is 30 d).
 LOOKBACK_DAYS = 30

@@ -32,6 +32,7 @@ def _event_source() -> EventSource:
         n_merchants=int(env.get("DRIFTLINE_SYNTH_MERCHANTS", 800)),
         drift_scenario=env.get("DRIFTLINE_DRIFT_SCENARIO", "none"),
         drift_start=env.get("DRIFTLINE_DRIFT_START") or None,
+        drift_ramp_days=int(env.get("DRIFTLINE_DRIFT_RAMP_DAYS", 3)),
     )
 
 
@@ -47,7 +48,8 @@ def local_resources(data_dir: str = "data") -> dict:
         "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{data_dir}/mlflow.db",
                                           artifact_root=f"{data_dir}/mlartifacts"),
         "seldon_target": SeldonTarget(serving_dir=f"{data_dir}/serving", lake_root=f"{data_dir}/lake",
-                                      feast_repo=f"{data_dir}/feast"),
+                                      feast_repo=f"{data_dir}/feast",
+                                      ingress_url=os.environ.get("DRIFTLINE_INGRESS_URL", "http://127.0.0.1:8080")),
     }
 
 

@@ -45,6 +45,7 @@ class SyntheticEventSource(EventSource):
     fraud_rate: float = 0.004
     drift_scenario: str = "none"
     drift_start: str | None = None
+    drift_ramp_days: int = 3
 
     def world(self):
         from resources.synthetic import WorldConfig
@@ -52,7 +53,8 @@ class SyntheticEventSource(EventSource):
         start = dt.date.fromisoformat(self.drift_start) if self.drift_start else None
         return _world(WorldConfig(seed=self.seed, n_users=self.n_users, n_merchants=self.n_merchants,
                                   events_per_day=self.events_per_day, fraud_rate=self.fraud_rate,
-                                  drift_scenario=self.drift_scenario, drift_start=start))
+                                  drift_scenario=self.drift_scenario, drift_start=start,
+                                  drift_ramp_days=self.drift_ramp_days))
 
     def read(self, stream: str, day: dt.date) -> pd.DataFrame:
         _check_stream(stream)

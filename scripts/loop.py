@@ -1,0 +1,169 @@
+"""The phases of `make demo`, each reported on the timeline with its evidence."""
+
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pick(assets, *names):
+    return [a for a in assets if a.key.to_user_string() in names]
+
+
+def _meta(result, key):
+    for e in result.get_asset_materialization_events():
+        if e.asset_key.to_user_string() == key:
+            return {k: v.value for k, v in e.materialization.metadata.items()}
+    return {}
+
+
+def _latest(instance, key: str, after: float = 0.0) -> list[dict]:
+    records = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
+    out = []
+    for r in sorted(records, key=lambda r: r.storage_id):
+        if r.timestamp >= after:
+            meta = {k: v.value for k, v in r.asset_materialization.metadata.items()}
+            out.append({"ts": r.timestamp, "partition": r.partition_key, "run_id": r.run_id, **meta})
+    return out
+
+
+def _wait(predicate, timeout_s: float, every_s: float = 2.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    return None
+
+
+def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> int:
+    import definitions
+    from scripts.pipeline import run_data_plane, run_training
+    from scripts.serving_traffic import Traffic, transaction_payloads
+    from seldon.testing import token
+
+    instance = dg.DagsterInstance.get()
+    assets, resources = list(definitions.defs.assets), definitions.RESOURCES
+    target, registry, source = resources["seldon_target"], resources["mlflow_registry"], resources["event_source"]
+    days = [(today - dt.timedelta(days=k)).isoformat() for k in range(profile["days"], 0, -1)]
+    tags = {"driftline/trigger": "demo"}
+    daemon = traffic = None
+    try:
+        log(f"1. {len(days)} days of normal traffic ({days[0]}..{days[-1]}) from {source.describe()}")
+        run_data_plane(assets, resources, days, instance=instance, tags=tags)
+        log("   raw events validated, features, daily snapshots, Feast online store loaded")
+        result = run_training(assets, resources, instance=instance, tags=tags)
+        model, evaluation = _meta(result, "fraud_model"), _meta(result, "model_evaluation")
+        log(f"2. fraud_model v{model.get('model_version')}: test PR-AUC {model.get('test_pr_auc', 0):.3f} "
+            f"(prevalence {model.get('test_prevalence', 0):.4f}); evaluation: {evaluation.get('decision')}: "
+            f"{evaluation.get('reason')}")
+        if registry.version_for_alias("champion") is None:
+            log("   no champion passed the evaluation gate: stopping here")
+            return 1
+        dg.materialize(assets, selection=_pick(assets, "seldon_deployment"), resources=resources, instance=instance,
+                       tags=tags)
+        log(f"3. serving stack up at {target.ingress_url}: champion v{registry.version_for_alias('champion').version} "
+            f"(predictors seldon-core-microservice, ingress with JWT, prediction log)")
+
+        daemon_log = open(data_dir / "dagster_home" / "daemon.log", "w")
+        daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                                  cwd=ROOT, env={**__import__("os").environ, **env}, stdout=daemon_log,
+                                  stderr=subprocess.STDOUT)
+        log(f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
+            f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s")
+
+        traffic = Traffic(target.ingress_url, token(env["DRIFTLINE_INGRESS_JWT_SECRET"], "predict", "demo-client"))
+        normal = source.read("transactions", dt.date.fromisoformat(days[-1]))
+        status = traffic.send(transaction_payloads(normal, profile["normal_rows"]))
+        report = _drift_report(assets, resources, instance, today, tags)
+        log(f"5. normal traffic ({sum(status.values())} requests, status {status}); drift_report {today}: "
+            f"drifted={report.get('drifted')}, share {report.get('share_drifted')}")
+
+        run_data_plane(assets, resources, [today.isoformat()], instance=instance, tags=tags)
+        drifted = source.read("transactions", today)
+        payloads = transaction_payloads(drifted, profile["drift_rows"])
+        status = traffic.send(payloads)
+        started = time.time()
+        report = _drift_report(assets, resources, instance, today, tags)
+        log(f"6. the world drifts ({env['DRIFTLINE_DRIFT_SCENARIO']}): {sum(status.values())} requests of today's "
+            f"transactions; drift_report {today}: drifted={report.get('drifted')}, share {report.get('share_drifted')}, "
+            f"features {report.get('drifted_features')}")
+        traffic.start_loop(payloads)
+
+        run = _wait(lambda: _retrain_run(instance, started), profile["wait_s"] / 2)
+        if not run:
+            log("   drift_sensor requested no retraining in time (see the daemon log)")
+            return 1
+        log(f"7. drift_sensor requested retrain_job (run {run.run_id[:8]}, key {run.tags.get('dagster/run_key')})")
+        done = _wait(lambda: _finished(instance, run.run_id), profile["wait_s"])
+        log(f"   retrain_job {done.status.value if done else 'still running'}")
+        for e in _latest(instance, "model_evaluation", started):
+            log(f"   model_evaluation: {e.get('decision')}: {e.get('reason')}")
+        deployed = [e for e in _latest(instance, "seldon_deployment", started) if e.get("summary")]
+        for e in deployed:
+            log(f"   seldon_deployment: {e['summary']}")
+        if any("canary" in e.get("summary", "") for e in deployed):
+            outcome = _wait(lambda: _rollout_outcome(instance, started), profile["wait_s"])
+            for e in _latest(instance, "seldon_deployment", started)[len(deployed):]:
+                log(f"8. canary_sensor: {e.get('summary')} ({e.get('reason')})")
+            log(f"   outcome: {outcome or 'undecided within the wait'}; registry aliases {registry.aliases()}")
+        traffic.stop()
+        log(f"   traffic answered by predictor {traffic.by_predictor}, status {traffic.status}")
+        _where_to_look(log, data_dir, resources, today)
+        return 0
+    finally:
+        if traffic:
+            traffic.stop()
+        if daemon:
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        target.stop_runtime()
+        log("stopped the daemon and the serving stack")
+
+
+def _drift_report(assets, resources, instance, today, tags) -> dict:
+    time.sleep(2.5)  # the ingress writes the prediction log in batches every second
+    result = dg.materialize(assets, selection=_pick(assets, "drift_report"), partition_key=today.isoformat(),
+                            resources=resources, instance=instance, tags=tags)
+    return _meta(result, "drift_report")
+
+
+def _retrain_run(instance, after: float):
+    runs = instance.get_runs(dg.RunsFilter(job_name="retrain_job"), limit=5)
+    return next((r for r in runs if (instance.get_run_stats(r.run_id).enqueued_time or after) >= after - 1), None)
+
+
+def _finished(instance, run_id: str):
+    run = instance.get_run_by_id(run_id)
+    return run if run and run.is_finished else None
+
+
+def _rollout_outcome(instance, after: float):
+    for e in _latest(instance, "seldon_deployment", after):
+        if e.get("action") in ("promote", "rollback"):
+            return f"{e['action']}: {e.get('reason')}"
+    return None
+
+
+def _where_to_look(log, data_dir: Path, resources, today) -> None:
+    log("Where to look:")
+    log("   Dagster UI: make dev, then http://127.0.0.1:3000 (Lineage; Automation for the sensors' ticks)")
+    log(f"   MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{data_dir}/mlflow.db "
+        f"(registered model driftline-fraud, aliases)")
+    reports = sorted((data_dir / "reports").rglob("*.html")) if (data_dir / "reports").exists() else []
+    log(f"   drift report: {reports[-1] if reports else 'data/reports/'}")
+    log(f"   warehouse:  .venv/bin/duckdb -readonly {resources['warehouse'].path}")
+    for sql in ("select predictor, model_version, count(*) n, round(avg(score), 4) avg_score from prediction_log "
+                "group by all order by all",
+                "select date, count(*) n, round(avg(amount), 2) avg_amount from raw_transactions group by 1 "
+                "order by 1 desc limit 3",
+                "select * from drift_report order by 1 desc limit 5"):
+        log(f"     {sql}")

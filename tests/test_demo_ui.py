@@ -1,0 +1,119 @@
+"""`make demo` in a reduced size (the closed loop with the real daemon), then the Dagster UI on
+its state, seen through headless Chromium as a person would."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+GROUPS = {
+    "ingestion": ["raw_transactions", "raw_labels"],
+    "features": ["transaction_features"],
+    "feature_store": ["user_state", "merchant_state", "feast_registry", "online_features"],
+    "training": ["training_set", "fraud_model", "model_evaluation"],
+    "deployment": ["seldon_deployment"],
+    "monitoring": ["prediction_log", "drift_report", "model_performance"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    data = tmp_path_factory.mktemp("demo")
+    env = dict(os.environ, DRIFTLINE_DATA_DIR=str(data), DAGSTER_HOME=str(data / "dagster_home"),
+               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{_free_port()}", PYTHONPATH=str(ROOT))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "scripts.demo", "--profile", "ci"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    timeline = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    (data / "timeline.txt").write_text("\n".join(timeline))
+    return {"data": data, "env": env, "rc": proc.returncode, "timeline": timeline,
+            "stderr": proc.stderr[-3000:], "seconds": time.monotonic() - started}
+
+
+def test_demo_runs_the_closed_loop(demo):
+    text = "\n".join(demo["timeline"])
+    assert demo["rc"] == 0, text + demo["stderr"]
+    assert "fraud_model v1" in text and "serving stack up" in text
+    assert "drifted=True" in text
+    assert "drift_sensor requested retrain_job" in text
+    assert "seldon_deployment:" in text
+    assert "stopped the daemon and the serving stack" in text
+
+
+@pytest.fixture(scope="module")
+def browser(demo):
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("headless Chromium is not installed (scripts/ensure_browser.sh needs root and apt)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    port = _free_port()
+    web = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dagster-webserver"), "-w", "workspace.yaml", "-h",
+                            "127.0.0.1", "-p", str(port)], cwd=ROOT, env=demo["env"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/server_info", timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    opts = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1800,1100"):
+        opts.add_argument(arg)
+    opts.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    yield driver, url
+    driver.quit()
+    web.terminate()
+    web.wait(timeout=30)
+
+
+def _open(driver, url: str, must_contain: str, timeout_s: float = 60) -> str:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    deadline, text = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+            button.click()  # the first-visit newsletter dialog
+        text = driver.find_element(By.TAG_NAME, "body").text
+        if must_contain in text:
+            return text
+        time.sleep(1)
+    return text
+
+
+def test_every_asset_of_the_lineage_is_shown(browser):
+    driver, url = browser
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _open(driver, url + "/asset-groups", "Global asset lineage")
+    driver.save_screenshot(str(ARTIFACTS / "global_lineage.png"))
+    for group, assets in GROUPS.items():
+        text = _open(driver, f"{url}/locations/driftline/asset-groups/{group}/lineage", assets[-1])
+        missing = [a for a in assets if a not in text]
+        assert not missing, (group, missing)
+        driver.save_screenshot(str(ARTIFACTS / f"lineage_{group}.png"))
+
+
+def test_drift_report_has_a_materialization(browser):
+    driver, url = browser
+    text = _open(driver, url + "/assets/drift_report", "Latest materialization")
+    driver.save_screenshot(str(ARTIFACTS / "drift_report.png"))
+    assert "Latest materialization" in text
+    assert "share_drifted" in text and "reference_model_version" in text
