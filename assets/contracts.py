@@ -142,7 +142,7 @@ def split_valid(raw: pd.DataFrame, contract: Contract, day: dt.date) -> Split:
         value = _coerce(raw[name], kind)
         given = raw[name].notna() & (raw[name].astype("string").str.strip() != "")
         bad = np.flatnonzero((given & value.isna()).to_numpy())
-        flag(bad, f"unparseable {name} (not a {kind})", name)
+        flag(bad, f"unparseable {name} (not {'an' if kind[0] in 'aeiou' else 'a'} {kind})", name)
         coerced[name] = value
     frame = pd.DataFrame(coerced)
 

@@ -1,6 +1,7 @@
 """`model_evaluation`: challenger against champion and a simple baseline on the same, later-in-
 time test split. Its blocking check keeps a worse model away from users."""
 
+import math
 import tempfile
 
 import dagster as dg
@@ -39,9 +40,14 @@ def paired_bootstrap_se(y, a, b, rounds: int, seed: int = 0) -> float:
 
 
 def decide(challenger: float, champion: float | None, baseline: float, cfg: EvaluationConfig,
-           baseline_se: float = 0.0) -> tuple[bool, str]:
+           baseline_se: float = 0.0, champion_se: float = 0.0) -> tuple[bool, str]:
     """Pass when the challenger is not worse than the baseline beyond sampling noise (one paired
-    bootstrap standard error), and within `max_pr_auc_drop` of the champion (or above the floor)."""
+    bootstrap standard error), and not worse than the champion by more than `max_pr_auc_drop`
+    plus that noise (or above the floor, for the first model). Closer calls are the canary's."""
+    if math.isnan(challenger) or math.isnan(baseline):
+        return False, "the test split has no labelled fraud yet: the challenger cannot be judged"
+    if champion is not None and math.isnan(champion):
+        return False, "the champion cannot be scored on the test split"
     if challenger < baseline - baseline_se:
         return False, (f"PR-AUC {challenger:.4f} is below the logistic-regression baseline {baseline:.4f} "
                        f"by more than its standard error {baseline_se:.4f}")
@@ -50,11 +56,11 @@ def decide(challenger: float, champion: float | None, baseline: float, cfg: Eval
             return False, f"first model: PR-AUC {challenger:.4f} is below the floor {cfg.min_pr_auc}"
         return True, (f"first model: PR-AUC {challenger:.4f} passes the floor {cfg.min_pr_auc}; baseline "
                       f"{baseline:.4f} (difference SE {baseline_se:.4f})")
-    if challenger < champion - cfg.max_pr_auc_drop:
-        return False, (f"PR-AUC {challenger:.4f} trails the champion's {champion:.4f} by more than "
-                       f"{cfg.max_pr_auc_drop}")
-    return True, (f"PR-AUC {challenger:.4f} vs champion {champion:.4f} (margin {cfg.max_pr_auc_drop}); baseline "
-                  f"{baseline:.4f} (difference SE {baseline_se:.4f})")
+    if challenger < champion - cfg.max_pr_auc_drop - champion_se:
+        return False, (f"PR-AUC {challenger:.4f} trails the champion's {champion:.4f} by more than the margin "
+                       f"{cfg.max_pr_auc_drop} plus the difference's standard error {champion_se:.4f}")
+    return True, (f"PR-AUC {challenger:.4f} vs champion {champion:.4f} (margin {cfg.max_pr_auc_drop} + SE "
+                  f"{champion_se:.4f}); baseline {baseline:.4f} (difference SE {baseline_se:.4f})")
 
 
 def baseline_scores(train, test, schema):
@@ -104,15 +110,19 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     y = test[LABEL].to_numpy()
     chal_scores, schema = version_scores(mlflow_registry, challenger.version, test)
     rows = {"challenger": summary(y, chal_scores, config.fpr)}
+    champion_se = 0.0
     if champion is not None and champion.version != challenger.version:
-        rows["champion"] = summary(y, version_scores(mlflow_registry, champion.version, test)[0], config.fpr)
+        champ_scores = version_scores(mlflow_registry, champion.version, test)[0]
+        rows["champion"] = summary(y, champ_scores, config.fpr)
+        champion_se = paired_bootstrap_se(y, chal_scores, champ_scores, config.bootstrap_rounds)
     base_scores = baseline_scores(frames["train"], test, schema)
     rows["baseline"] = summary(y, base_scores, config.fpr)
     baseline_se = paired_bootstrap_se(y, chal_scores, base_scores, config.bootstrap_rounds)
     champ_pr = rows["champion"]["pr_auc"] if "champion" in rows else None
     if champion is not None and champion.version == challenger.version:
         champ_pr = rows["challenger"]["pr_auc"]
-    passed, reason = decide(rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config, baseline_se)
+    passed, reason = decide(rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config, baseline_se,
+                            champion_se)
 
     client = mlflow_registry.client()
     name = mlflow_registry.model_name
@@ -135,6 +145,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
                   "champion_version": str(champion.version) if champion else "none",
                   "metrics": dg.MetadataValue.md(table),
                   "baseline_difference_se": baseline_se,
+                  "champion_difference_se": champion_se,
                   **{f"{who}_pr_auc": m["pr_auc"] for who, m in rows.items()}},
         check_results=[dg.AssetCheckResult(check_name="challenger_not_worse", passed=passed, description=reason,
                                            metadata={"challenger_version": str(challenger.version)})],

@@ -30,6 +30,7 @@ def _event_source() -> EventSource:
         events_per_day=int(env.get("DRIFTLINE_SYNTH_EVENTS_PER_DAY", 4_000)),
         n_users=int(env.get("DRIFTLINE_SYNTH_USERS", 5_000)),
         n_merchants=int(env.get("DRIFTLINE_SYNTH_MERCHANTS", 800)),
+        fraud_rate=float(env.get("DRIFTLINE_SYNTH_FRAUD_RATE", 0.004)),
         drift_scenario=env.get("DRIFTLINE_DRIFT_SCENARIO", "none"),
         drift_start=env.get("DRIFTLINE_DRIFT_START") or None,
         drift_ramp_days=int(env.get("DRIFTLINE_DRIFT_RAMP_DAYS", 3)),

@@ -20,10 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {
-    "full": dict(events_per_day=4000, n_users=5000, n_merchants=800, days=35, normal_rows=1000, drift_rows=2000,
-                 wait_s=420),
-    "ci": dict(events_per_day=1500, n_users=1500, n_merchants=300, days=26, normal_rows=700, drift_rows=1400,
-               wait_s=360),
+    "full": dict(events_per_day=4000, n_users=5000, n_merchants=800, fraud_rate=0.006, days=35, normal_rows=1000,
+                 drift_rows=2000, wait_s=420),
+    "ci": dict(events_per_day=4000, n_users=5000, n_merchants=800, fraud_rate=0.006, days=35, normal_rows=700,
+               drift_rows=1400, wait_s=360),
 }
 CLEAN = ["lake", "feast", "mlflow.db", "mlartifacts", "serving", "warehouse.duckdb", "reports", "dagster_home/storage",
          "dagster_home/history", "dagster_home/schedules", "dagster_home/logs"]
@@ -31,10 +31,11 @@ CLEAN = ["lake", "feast", "mlflow.db", "mlartifacts", "serving", "warehouse.duck
 
 class Timeline:
     def __init__(self):
-        self.t0, self.lines = time.monotonic(), []
+        self.t0, self.lines = time.time(), []
 
-    def __call__(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.t0:6.1f} s] {text}"
+    def __call__(self, text: str, at: float | None = None) -> None:
+        """Print `text` stamped with seconds since the start (or since `at`, a wall-clock time)."""
+        line = f"[{(at or time.time()) - self.t0:6.1f} s] {text}"
         self.lines.append(line)
         print(line, flush=True)
 
@@ -51,7 +52,7 @@ def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> d
         "DRIFTLINE_DRIFT_SCENARIO": scenario, "DRIFTLINE_DRIFT_START": today.isoformat(),
         "DRIFTLINE_DRIFT_RAMP_DAYS": "1",
         "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(profile["events_per_day"]),
-        "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]), "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
+        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]), "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]), "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
         "DRIFTLINE_START_DATE": (today - dt.timedelta(days=profile["days"])).isoformat(),
         "PYTHONPATH": str(ROOT),
     }

@@ -84,11 +84,11 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
         log(f"5. normal traffic ({sum(status.values())} requests, status {status}); drift_report {today}: "
             f"drifted={report.get('drifted')}, share {report.get('share_drifted')}")
 
+        started = time.time()
         run_data_plane(assets, resources, [today.isoformat()], instance=instance, tags=tags)
         drifted = source.read("transactions", today)
         payloads = transaction_payloads(drifted, profile["drift_rows"])
         status = traffic.send(payloads)
-        started = time.time()
         report = _drift_report(assets, resources, instance, today, tags)
         log(f"6. the world drifts ({env['DRIFTLINE_DRIFT_SCENARIO']}): {sum(status.values())} requests of today's "
             f"transactions; drift_report {today}: drifted={report.get('drifted')}, share {report.get('share_drifted')}, "
@@ -99,19 +99,26 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
         if not run:
             log("   drift_sensor requested no retraining in time (see the daemon log)")
             return 1
-        log(f"7. drift_sensor requested retrain_job (run {run.run_id[:8]}, key {run.tags.get('dagster/run_key')})")
+        log(f"7. drift_sensor requested retrain_job (run {run.run_id[:8]}, key {run.tags.get('dagster/run_key')}, "
+            f"reason: {run.tags.get('driftline/reason')})")
         done = _wait(lambda: _finished(instance, run.run_id), profile["wait_s"])
         log(f"   retrain_job {done.status.value if done else 'still running'}")
         for e in _latest(instance, "model_evaluation", started):
             log(f"   model_evaluation: {e.get('decision')}: {e.get('reason')}")
         deployed = [e for e in _latest(instance, "seldon_deployment", started) if e.get("summary")]
         for e in deployed:
-            log(f"   seldon_deployment: {e['summary']}")
-        if any("canary" in e.get("summary", "") for e in deployed):
+            log(f"   seldon_deployment: {e['summary']}", at=e["ts"])
+        canary = [e for e in deployed if "canary" in e.get("summary", "")]
+        if canary:
+            log(f"   drift-to-canary time: {canary[0]['ts'] - started:.1f} s (drifted partition landed -> "
+                f"challenger takes canary traffic)")
             outcome = _wait(lambda: _rollout_outcome(instance, started), profile["wait_s"])
             for e in _latest(instance, "seldon_deployment", started)[len(deployed):]:
-                log(f"8. canary_sensor: {e.get('summary')} ({e.get('reason')})")
+                log(f"8. canary_sensor: {e.get('summary')} ({e.get('reason')}; figures {e.get('figures')})",
+                    at=e["ts"])
             log(f"   outcome: {outcome or 'undecided within the wait'}; registry aliases {registry.aliases()}")
+        else:
+            log(f"   no canary: the challenger did not pass evaluation; registry aliases {registry.aliases()}")
         traffic.stop()
         log(f"   traffic answered by predictor {traffic.by_predictor}, status {traffic.status}")
         _where_to_look(log, data_dir, resources, today)

@@ -28,8 +28,9 @@ class RetrainPolicy:
     cooldown_days: int = 7  # partition days between two retrainings
     pr_auc_floor: float = 0.3  # champion's labelled PR-AUC below this: retrain
     min_positives: int = 20  # fewer labelled frauds in the window: no judgement
-    # Recent data in the new training set: labels need only be this old (the default waits 7 days).
-    training_set: dict = field(default_factory=lambda: {"maturity_days": 3})
+    # Recent data in the new training set: labels need only be this old (the default waits 10
+    # days); younger than ~7 days, the newest (test) days have too few chargebacks to judge a model.
+    training_set: dict = field(default_factory=lambda: {"maturity_days": 7, "window_days": 21})
 
 
 def _days_between(a: str, b: str) -> int:

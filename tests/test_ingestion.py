@@ -52,7 +52,7 @@ def _corrupted_day(source: LandingFolderEventSource, good: pd.DataFrame) -> dict
         0: "null user_id", 1: "amount not positive", 2: "amount above 50000 EUR", 3: "unknown currency",
         5: "duplicate event_id", 6: "event_ts outside the partition 2026-10-05",
         7: "unparseable amount (not a float)", 8: "unexpected column promo_code",
-        9: "unparseable event_ts (not a timestamp)", 10: "null amount", 11: "unparseable user_id (not a int)",
+        9: "unparseable event_ts (not a timestamp)", 10: "null amount", 11: "unparseable user_id (not an int)",
     }
     bad.loc[0, "user_id"] = ""
     bad.loc[1, "amount"] = "-3.50"
