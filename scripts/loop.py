@@ -78,14 +78,19 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s")
 
         traffic = Traffic(target.ingress_url, token(env["DRIFTLINE_INGRESS_JWT_SECRET"], "predict", "demo-client"))
-        normal = source.read("transactions", dt.date.fromisoformat(days[-1]))
+        # Today's traffic as it would have been without drift. The online store holds the snapshot as of
+        # the end of yesterday, as in production: requests come after it.
+        normal = source.model_copy(update={"drift_scenario": "none"}).read("transactions", today)
         status = traffic.send(transaction_payloads(normal, profile["normal_rows"]))
         report = _drift_report(assets, resources, instance, today, tags)
         log(f"5. normal traffic ({sum(status.values())} requests, status {status}); drift_report {today}: "
             f"drifted={report.get('drifted')}, share {report.get('share_drifted')}")
 
         started = time.time()
-        run_data_plane(assets, resources, [today.isoformat()], instance=instance, tags=tags)
+        # Today's raw events and features land (the retraining reads them); today's snapshot is not
+        # loaded online until the day is over.
+        dg.materialize(assets, selection=_pick(assets, "raw_transactions", "raw_labels", "transaction_features"),
+                       partition_key=today.isoformat(), resources=resources, instance=instance, tags=tags)
         drifted = source.read("transactions", today)
         payloads = transaction_payloads(drifted, profile["drift_rows"])
         status = traffic.send(payloads)
