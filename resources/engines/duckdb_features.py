@@ -49,7 +49,6 @@ def _load_events(con, files: list[str], lo_us: int, hi_us: int) -> pa.Table:
                epoch_us(event_ts) as ts
         from read_parquet({_files_sql(files)}, union_by_name = true)
         where event_ts >= make_timestamp({lo_us}) and event_ts < make_timestamp({hi_us})
-        order by user_id, ts, event_id
     """).to_arrow_table()
 
 
@@ -85,16 +84,24 @@ def compute_transaction_features(
         return pa.table({c: [] for c in FEATURE_COLUMNS})
     ev = _load_events(con, transaction_files, lo_us, end_us)
 
-    ts = _np(ev, "ts").astype(np.int64)
+    ts_file = _np(ev, "ts").astype(np.int64)
     base = lo_us - 1
     span = (end_us + LOOKBACK) - base + 1
+
+    # One stable sort of a packed (user, time) int64 key orders everything; the string columns
+    # never move (features are scattered back to the scan's row order at the end).
+    user_small, _ = _small_ids(_np(ev, "user_id"), span)
+    order = np.argsort(sw.pack_keys(user_small, ts_file - base, span), kind="stable")
+    order = _ties_by_event_id(order, sw.pack_keys(user_small, ts_file - base, span), ev)
+    ts = ts_file[order]
     rel = ts - base
 
     # User windows: one sorted key array, a binary search per window edge.
-    user_ids, _ = sw.dense_ids(_np(ev, "user_id"), sorted_input=True)
+    user_ids = user_small[order]
     ukeys = sw.pack_keys(user_ids, rel, span)
     hi = np.searchsorted(ukeys, ukeys, side="left")  # first row at the same instant: excludes ties
-    micro = np.rint(_np(ev, "amount") * MICRO_UNITS).astype(np.int64)
+    amount = _np(ev, "amount")[order]
+    micro = np.rint(amount * MICRO_UNITS).astype(np.int64)
     csum = sw.prefix(micro)
     out: dict[str, np.ndarray] = {}
     for name, width in USER_WINDOWS.items():
@@ -104,7 +111,6 @@ def compute_transaction_features(
     lo24 = sw.window_bounds(ukeys, DAY)
     lo30 = sw.window_bounds(ukeys, LOOKBACK)
 
-    amount = _np(ev, "amount")
     count30 = hi - lo30
     sum30 = (csum[hi] - csum[lo30]) / MICRO_UNITS
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -113,13 +119,13 @@ def compute_transaction_features(
     has_prev = prev >= lo30
     prev_safe = np.where(has_prev, prev, 0)
     out["seconds_since_prev_txn"] = np.where(has_prev, (ts - ts[prev_safe]) / US, np.nan)
-    country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False)[order]
     out["country_changed"] = (has_prev & (country[prev_safe] != country)).astype(np.int32)
 
     # Merchant recency per user: previous visit of the same (user, merchant).
-    merchant = _np(ev, "merchant_id")
-    merchant_ids, merchant_uniq = sw.dense_ids(merchant, sorted_input=False)
-    same_pair = user_ids.astype(np.int64) * np.int64(len(merchant_uniq)) + merchant_ids
+    merchant_ids, merchant_uniq = _small_ids(_np(ev, "merchant_id")[order], span)
+    n_merchants = int(merchant_ids.max()) + 1 if len(merchant_ids) else 1
+    same_pair = user_ids.astype(np.int64) * np.int64(n_merchants) + merchant_ids
     prev_same = sw.previous_same(same_pair)
     out["user_distinct_merchants_24h"] = sw.distinct_in_window(lo24, hi, prev_same)
     last_visit = sw.last_strictly_before(prev_same, hi)
@@ -128,14 +134,14 @@ def compute_transaction_features(
     # Merchant windows and known chargebacks.
     # Queries are issued in key order too: sorted binary searches stay in cache.
     mkeys = sw.pack_keys(merchant_ids, rel, span)
-    order = np.argsort(mkeys)
-    msorted = mkeys[order]
+    morder = np.argsort(mkeys)
+    msorted = mkeys[morder]
     mcount = np.empty(len(mkeys), dtype=np.int64)
-    mcount[order] = np.searchsorted(msorted, msorted, "left") - sw.window_bounds(msorted, LOOKBACK)
+    mcount[morder] = np.searchsorted(msorted, msorted, "left") - sw.window_bounds(msorted, LOOKBACK)
     out["merchant_txn_count_30d"] = mcount
     deltas = _load_label_deltas(con, label_files, lo_us, end_us)
     cb = np.empty(len(mkeys), dtype=np.int64)
-    cb[order] = _known_chargebacks(deltas, merchant_uniq, msorted, base, span)
+    cb[morder] = _known_chargebacks(deltas, merchant_uniq, msorted, base, span)
     out["merchant_cb_count_30d"] = cb
     out["merchant_cb_rate_30d"] = out["merchant_cb_count_30d"] / np.maximum(mcount, 1)
 
@@ -143,22 +149,59 @@ def compute_transaction_features(
     out["hour_of_day"] = ((ts - day_no * DAY) // HOUR).astype(np.int32)
     out["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
 
-    keep = ts >= start_us
+    keep = ts_file >= start_us
     table = ev.drop_columns(["ts"])
     for name in FEATURE_COLUMNS[8:]:
-        table = table.append_column(name, pa.array(out[name], from_pandas=True))  # NaN -> null
+        in_scan_order = np.empty_like(out[name])
+        in_scan_order[order] = out[name]
+        table = table.append_column(name, pa.array(in_scan_order, from_pandas=True))  # NaN -> null
     if not keep.all():
         table = table.filter(pa.array(keep))
     return table.select(FEATURE_COLUMNS)
 
 
+def _small_ids(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ids usable in packed keys: the ids themselves when small enough (the common case, no
+    extra sort), else dense 0..k-1 ids with the sorted distinct values."""
+    values = values.astype(np.int64)
+    if len(values) == 0 or (values.min() >= 0 and values.max() < (2**62) // span and values.max() < 2**31):
+        return values, None
+    ids, uniq = sw.dense_ids(values, sorted_input=False)
+    return ids.astype(np.int64), uniq
+
+
+def _ties_by_event_id(order: np.ndarray, keys: np.ndarray, ev: pa.Table) -> np.ndarray:
+    """Rows of one user at the same instant are ordered by event_id, so results never depend
+    on the order the files were scanned in (such ties are rare: fix them up locally)."""
+    sorted_keys = keys[order]
+    tied = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if not tied.size:
+        return order
+    order = order.copy()
+    ids = ev.column("event_id")
+    starts = tied[np.r_[True, np.diff(tied) > 1]]
+    for s0 in starts:
+        e0 = s0 + 1
+        while e0 < len(sorted_keys) and sorted_keys[e0] == sorted_keys[s0]:
+            e0 += 1
+        block = order[s0:e0]
+        names = ids.take(pa.array(block)).to_pylist()
+        order[s0:e0] = block[np.argsort(np.array(names, dtype=object), kind="stable")]
+    return order
+
+
 def _known_chargebacks(deltas, merchant_uniq, mkeys, base, span) -> np.ndarray:
     """Chargebacks counted at t: +1 once label_ts < t, -1 once event_ts + 30 d < t.
     `mkeys` are the transactions' packed (merchant, time) keys, sorted."""
-    lm = _np(deltas, "merchant_id")
-    pos = np.searchsorted(merchant_uniq, lm)
-    known = (pos < len(merchant_uniq)) & (merchant_uniq[np.minimum(pos, len(merchant_uniq) - 1)] == lm)
-    pos = pos[known]
+    lm = _np(deltas, "merchant_id").astype(np.int64)
+    if merchant_uniq is None:  # merchant ids are used as they are
+        limit = int(mkeys[-1] // span) + 1 if len(mkeys) else 0
+        known = (lm >= 0) & (lm < limit)
+        pos = lm[known]
+    else:
+        pos = np.searchsorted(merchant_uniq, lm)
+        known = (pos < len(merchant_uniq)) & (merchant_uniq[np.minimum(pos, len(merchant_uniq) - 1)] == lm)
+        pos = pos[known]
     plus = np.maximum(_np(deltas, "plus_us")[known] - base, 0)
     minus = _np(deltas, "minus_us")[known] - base
     plus_keys = np.sort(sw.pack_keys(pos, plus, span))
