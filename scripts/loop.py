@@ -1,6 +1,7 @@
 """The phases of `make demo`, each reported on the timeline with its evidence."""
 
 import datetime as dt
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -72,7 +73,7 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
 
         daemon_log = open(data_dir / "dagster_home" / "daemon.log", "w")
         daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                                  cwd=ROOT, env={**__import__("os").environ, **env}, stdout=daemon_log,
+                                  cwd=ROOT, env={**os.environ, **env}, stdout=daemon_log,
                                   stderr=subprocess.STDOUT)
         log(f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
             f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s")
