@@ -122,7 +122,8 @@ def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake:
         mlflow.log_params({**{k: v for k, v in cfg.__dict__.items() if k != "extra"},
                            "n_train": len(frames["train"]), "features": ",".join(schema.feature_names)})
         mlflow.set_tags({"dagster_run_id": context.run.run_id, "git_commit": git_commit(),
-                         "training_window": json.dumps(_split_ranges(frames))})
+                         "training_window": json.dumps(_split_ranges(frames)),
+                         "training_partitions": json.dumps(_partitions(frames))})
         tmp = tempfile.TemporaryDirectory()
         checkpoint = Path(tmp.name) / "model.ckpt"
         result = train(schema, splits, cfg, log=context.log.info, checkpoint_out=str(checkpoint),
@@ -158,6 +159,14 @@ def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake:
         "precision": result.precision,
         "train_samples_per_s": round(result.samples_per_s, 1),
     })
+
+
+def _partitions(frames) -> list[str]:
+    """The transaction_features partitions (days) the training set was built from."""
+    days = set()
+    for f in frames.values():
+        days |= set(f["event_ts"].dt.strftime("%Y-%m-%d").unique())
+    return sorted(days)
 
 
 def _split_ranges(frames) -> dict:

@@ -72,6 +72,7 @@ def test_run_is_tracked_in_mlflow_with_lineage(pipeline):
     assert run.data.tags["dagster_run_id"] == pipeline["first"].run_id
     assert run.data.tags["git_commit"]
     assert json.loads(run.data.tags["training_window"])["train"]
+    assert len(json.loads(run.data.tags["training_partitions"])) == SET["window_days"]
     assert "amount" in run.data.params["features"]
     history = client.get_metric_history(run.info.run_id, "val_pr_auc")
     assert len(history) >= 2  # per-epoch metrics
