@@ -11,13 +11,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from seldon.errors import HttpError
+
 PREDICT, ADMIN = "predict", "admin"
 
 
-class AuthError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+class AuthError(HttpError):
+    """An HTTP error raised by authentication."""
 
 
 @dataclass(frozen=True)

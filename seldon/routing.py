@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seldon import manifest as mf
+from seldon.errors import HttpError
 
 
-class RouteError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+class RouteError(HttpError):
+    """An HTTP error raised by routing."""
 
 
 @dataclass(frozen=True)
