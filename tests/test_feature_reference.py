@@ -247,3 +247,34 @@ def test_point_in_time(world, engine, tmp_path):
     user_later = later[before.loc[later, "user_id"] == x["user_id"]]
     assert (after.loc[user_later, "user_amount_sum_7d"] > before.loc[user_later, "user_amount_sum_7d"]).any(), (
         "the injected payment should show up in later rows")
+
+
+@pytest.mark.parametrize("ids", ["raw", "wide", "huge"])
+def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp_path):
+    """Files whose rows are not in time order (a landing folder's), and ids too wide for the
+    fast paths (two radix digits; dense re-numbering beyond 2**31), give the reference's values."""
+    tx, labels = world
+    scale = {"raw": (1, 0), "wide": (70_001, 0), "huge": (1_000_003, 2**40)}[ids]
+    remap = (lambda s: s * scale[0] + scale[1])
+    shuffled = tx.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled = shuffled.assign(user_id=remap(shuffled["user_id"]), merchant_id=remap(shuffled["merchant_id"]))
+    got = run_duckdb(tmp_path, shuffled, labels.assign(merchant_id=remap(labels["merchant_id"]))).to_pandas()
+    got = got.assign(user_id=(got["user_id"] - scale[1]) // scale[0], merchant_id=(got["merchant_id"] - scale[1]) // scale[0])
+    problems = compare_features(reference, got, ("reference", f"duckdb, shuffled rows, {ids} ids"), check_order=False)
+    assert not problems, "\n".join(problems)
+
+
+def test_sorted_window_helpers():
+    import numpy as np
+
+    from resources.engines import sorted_windows as sw
+
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 3 * 2**16, 10_000)
+    assert (sw.stable_order_by(ids) == np.argsort(ids, kind="stable")).all()
+    keys = np.sort(rng.integers(0, 50, 1_000))
+    assert (sw.run_starts(keys) == np.searchsorted(keys, keys, "left")).all()
+    group = rng.integers(0, 40, 1_000)
+    wide = group + 2**58  # too wide to pack with the row index: the argsort path
+    expected = [max([j for j in range(i) if group[j] == group[i]], default=-1) for i in range(len(group))]
+    assert sw.previous_same(group).tolist() == expected == sw.previous_same(wide).tolist()

@@ -77,40 +77,75 @@ def compute_transaction_features(
     start: dt.datetime,
     end: dt.datetime,
 ) -> pa.Table:
-    """Features for transactions with start <= event_ts < end, from the files given (which
-    must cover [start - 30 d, end) for exact history)."""
+    """Features for transactions with start <= event_ts < end, in the files' row order, from
+    the files given (which must cover [start - 30 d, end) for exact history). History rows are
+    sorted but never queried, so one day with 30 days of history costs ~one day of searches."""
     lo_us, start_us, end_us = _epoch_us(start) - LOOKBACK, _epoch_us(start), _epoch_us(end)
     if not transaction_files:
         return pa.table({c: [] for c in FEATURE_COLUMNS})
     ev = _load_events(con, transaction_files, lo_us, end_us)
-
-    ts_file = _np(ev, "ts").astype(np.int64)
+    ts_scan = _np(ev, "ts").astype(np.int64)
     base = lo_us - 1
     span = (end_us + LOOKBACK) - base + 1
 
-    # One stable sort of a packed (user, time) int64 key orders everything; the string columns
-    # never move (features are scattered back to the scan's row order at the end).
-    user_small, _ = _small_ids(_np(ev, "user_id"), span)
-    order = np.argsort(sw.pack_keys(user_small, ts_file - base, span), kind="stable")
-    order = _ties_by_event_id(order, sw.pack_keys(user_small, ts_file - base, span), ev)
-    ts = ts_file[order]
-    rel = ts - base
+    # Partitions are written in time order, so the scan usually is; otherwise sort by time once.
+    in_time_order = bool(np.all(ts_scan[1:] >= ts_scan[:-1]))
+    time_order = None if in_time_order else np.argsort(ts_scan, kind="stable")
+    keep = ts_scan >= start_us
+    out_pos = _output_positions(keep)  # scan row -> output row (-1: history only)
 
-    # User windows: one sorted key array, a binary search per window edge.
+    user_small, _ = _small_ids(_np(ev, "user_id"), span)
+    merchant_small, merchant_uniq = _small_ids(_np(ev, "merchant_id"), span)
+    features = _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos)
+    features |= _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq, time_order,
+                                   start_us, lo_us, end_us, base, span, out_pos)
+    ts_out = ts_scan[keep]
+    day_no = ts_out // DAY
+    features["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
+    features["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
+
+    table = ev.drop_columns(["ts"])
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    for name in FEATURE_COLUMNS[8:]:
+        table = table.append_column(name, pa.array(features[name], from_pandas=True))  # NaN -> null
+    return table.select(FEATURE_COLUMNS)
+
+
+def _output_positions(keep: np.ndarray) -> np.ndarray:
+    return np.where(keep, np.cumsum(keep) - 1, -1)
+
+
+def _to_output(values: np.ndarray, dest: np.ndarray, n_out: int) -> np.ndarray:
+    """Scatter per-query values into output (scan) row order."""
+    out = np.empty(n_out, dtype=values.dtype)
+    out[dest] = values
+    return out
+
+
+def _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos) -> dict:
+    """Every user window from one (user, time) order: binary searches over packed keys."""
+    order = sw.stable_order_by(user_small, time_order)  # (user, time); ties keep scan order
+    ts = ts_scan[order]
     user_ids = user_small[order]
-    ukeys = sw.pack_keys(user_ids, rel, span)
-    hi = np.searchsorted(ukeys, ukeys, side="left")  # first row at the same instant: excludes ties
-    amount = _np(ev, "amount")[order]
-    micro = np.rint(amount * MICRO_UNITS).astype(np.int64)
-    csum = sw.prefix(micro)
+    ukeys = sw.pack_keys(user_ids, ts - base, span)
+    hi_all = sw.run_starts(ukeys)  # first row at the same instant: the window excludes ties
+    amount_all = _np(ev, "amount")[order]
+    csum = sw.prefix(np.rint(amount_all * MICRO_UNITS).astype(np.int64))
+
+    rows = None if out_pos.min(initial=0) >= 0 else np.flatnonzero(ts >= start_us)  # rows to answer for
+    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+    qkeys, hi, amount, qts = pick(ukeys), pick(hi_all), pick(amount_all), pick(ts)
+    dest = out_pos[order] if rows is None else out_pos[order[rows]]
+    n_out = len(dest)
+
     out: dict[str, np.ndarray] = {}
     for name, width in USER_WINDOWS.items():
-        lo = sw.window_bounds(ukeys, width)
+        lo = sw.window_bounds(ukeys, width, qkeys)
         out[f"user_txn_count_{name}"] = hi - lo
         out[f"user_amount_sum_{name}"] = (csum[hi] - csum[lo]) / MICRO_UNITS
-    lo24 = sw.window_bounds(ukeys, DAY)
-    lo30 = sw.window_bounds(ukeys, LOOKBACK)
-
+    lo24 = sw.window_bounds(ukeys, DAY, qkeys)
+    lo30 = sw.window_bounds(ukeys, LOOKBACK, qkeys)
     count30 = hi - lo30
     sum30 = (csum[hi] - csum[lo30]) / MICRO_UNITS
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -118,46 +153,39 @@ def compute_transaction_features(
     prev = hi - 1
     has_prev = prev >= lo30
     prev_safe = np.where(has_prev, prev, 0)
-    out["seconds_since_prev_txn"] = np.where(has_prev, (ts - ts[prev_safe]) / US, np.nan)
+    out["seconds_since_prev_txn"] = np.where(has_prev, (qts - ts[prev_safe]) / US, np.nan)
     country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False)[order]
-    out["country_changed"] = (has_prev & (country[prev_safe] != country)).astype(np.int32)
+    out["country_changed"] = (has_prev & (country[prev_safe] != pick(country))).astype(np.int32)
 
     # Merchant recency per user: previous visit of the same (user, merchant).
-    merchant_ids, merchant_uniq = _small_ids(_np(ev, "merchant_id")[order], span)
+    merchant_ids = merchant_small[order]
     n_merchants = int(merchant_ids.max()) + 1 if len(merchant_ids) else 1
-    same_pair = user_ids.astype(np.int64) * np.int64(n_merchants) + merchant_ids
-    prev_same = sw.previous_same(same_pair)
+    prev_same = sw.previous_same(user_ids * np.int64(n_merchants) + merchant_ids)
     out["user_distinct_merchants_24h"] = sw.distinct_in_window(lo24, hi, prev_same)
-    last_visit = sw.last_strictly_before(prev_same, hi)
+    last_visit = sw.last_strictly_before(prev_same, hi, rows)
     out["is_new_merchant"] = (last_visit < lo30).astype(np.int32)
+    return {name: _to_output(values, dest, n_out) for name, values in out.items()}
 
-    # Merchant windows and known chargebacks.
-    # Queries are issued in key order too: sorted binary searches stay in cache.
-    mkeys = sw.pack_keys(merchant_ids, rel, span)
-    morder = np.argsort(mkeys)
-    msorted = mkeys[morder]
-    mcount = np.empty(len(mkeys), dtype=np.int64)
-    mcount[morder] = np.searchsorted(msorted, msorted, "left") - sw.window_bounds(msorted, LOOKBACK)
-    out["merchant_txn_count_30d"] = mcount
+
+def _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq, time_order,
+                       start_us, lo_us, end_us, base, span, out_pos) -> dict:
+    """Merchant 30-day counts and known chargebacks, from a (merchant, time) order."""
+    morder = sw.stable_order_by(merchant_small, time_order)
+    ts = ts_scan[morder]
+    mkeys = sw.pack_keys(merchant_small[morder], ts - base, span)
+    rows = None if out_pos.min(initial=0) >= 0 else np.flatnonzero(ts >= start_us)
+    qkeys = mkeys if rows is None else mkeys[rows]
+    hi = sw.run_starts(mkeys) if rows is None else sw.run_starts(mkeys)[rows]
+    count = hi - sw.window_bounds(mkeys, LOOKBACK, qkeys)
     deltas = _load_label_deltas(con, label_files, lo_us, end_us)
-    cb = np.empty(len(mkeys), dtype=np.int64)
-    cb[morder] = _known_chargebacks(deltas, merchant_uniq, msorted, base, span)
-    out["merchant_cb_count_30d"] = cb
-    out["merchant_cb_rate_30d"] = out["merchant_cb_count_30d"] / np.maximum(mcount, 1)
-
-    day_no = ts // DAY
-    out["hour_of_day"] = ((ts - day_no * DAY) // HOUR).astype(np.int32)
-    out["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
-
-    keep = ts_file >= start_us
-    table = ev.drop_columns(["ts"])
-    for name in FEATURE_COLUMNS[8:]:
-        in_scan_order = np.empty_like(out[name])
-        in_scan_order[order] = out[name]
-        table = table.append_column(name, pa.array(in_scan_order, from_pandas=True))  # NaN -> null
-    if not keep.all():
-        table = table.filter(pa.array(keep))
-    return table.select(FEATURE_COLUMNS)
+    chargebacks = _known_chargebacks(deltas, merchant_uniq, qkeys, base, span, int(mkeys[-1] // span) + 1 if len(mkeys) else 0)
+    dest = out_pos[morder] if rows is None else out_pos[morder[rows]]
+    n_out = len(dest)
+    return {
+        "merchant_txn_count_30d": _to_output(count, dest, n_out),
+        "merchant_cb_count_30d": _to_output(chargebacks, dest, n_out),
+        "merchant_cb_rate_30d": _to_output(chargebacks / np.maximum(count, 1), dest, n_out),
+    }
 
 
 def _small_ids(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -170,32 +198,12 @@ def _small_ids(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray | 
     return ids.astype(np.int64), uniq
 
 
-def _ties_by_event_id(order: np.ndarray, keys: np.ndarray, ev: pa.Table) -> np.ndarray:
-    """Rows of one user at the same instant are ordered by event_id, so results never depend
-    on the order the files were scanned in (such ties are rare: fix them up locally)."""
-    sorted_keys = keys[order]
-    tied = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-    if not tied.size:
-        return order
-    order = order.copy()
-    ids = ev.column("event_id")
-    starts = tied[np.r_[True, np.diff(tied) > 1]]
-    for s0 in starts:
-        e0 = s0 + 1
-        while e0 < len(sorted_keys) and sorted_keys[e0] == sorted_keys[s0]:
-            e0 += 1
-        block = order[s0:e0]
-        names = ids.take(pa.array(block)).to_pylist()
-        order[s0:e0] = block[np.argsort(np.array(names, dtype=object), kind="stable")]
-    return order
-
-
-def _known_chargebacks(deltas, merchant_uniq, mkeys, base, span) -> np.ndarray:
+def _known_chargebacks(deltas, merchant_uniq, mkeys, base, span, limit) -> np.ndarray:
     """Chargebacks counted at t: +1 once label_ts < t, -1 once event_ts + 30 d < t.
-    `mkeys` are the transactions' packed (merchant, time) keys, sorted."""
+    `mkeys` are the transactions' packed (merchant, time) keys, sorted; `limit` bounds the
+    merchant ids when they are used as they are."""
     lm = _np(deltas, "merchant_id").astype(np.int64)
     if merchant_uniq is None:  # merchant ids are used as they are
-        limit = int(mkeys[-1] // span) + 1 if len(mkeys) else 0
         known = (lm >= 0) & (lm < limit)
         pos = lm[known]
     else:

@@ -30,9 +30,38 @@ def dense_ids(values: np.ndarray, sorted_input: bool) -> tuple[np.ndarray, np.nd
     return inverse, uniq
 
 
-def window_bounds(keys: np.ndarray, width_us: int) -> np.ndarray:
-    """Index of the first row of the same entity with time >= t - width (sorted `keys`)."""
-    return np.searchsorted(keys, keys - width_us, side="left")
+def stable_order_by(ids: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """Row indices ordered by `ids` (small non-negative ints), keeping `base`'s order (or the
+    rows' own order) within equal ids. LSD radix over 16-bit digits: numpy sorts uint16 stably
+    by radix, O(n) per digit, about ten times faster than a stable sort of int64."""
+    order = np.arange(len(ids)) if base is None else base
+    if len(ids) == 0:
+        return order
+    top = int(ids.max())
+    shift = 0
+    while True:
+        digit = ((ids[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+        if top >> shift == 0:
+            return order
+
+
+def run_starts(keys: np.ndarray) -> np.ndarray:
+    """For sorted `keys`: index of the first row with the same key (searchsorted-left on
+    itself, in O(n))."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return np.maximum.accumulate(np.where(first, np.arange(len(keys)), 0))
+
+
+def window_bounds(keys: np.ndarray, width_us: int, queries: np.ndarray | None = None) -> np.ndarray:
+    """Index of the first row of the same entity with time >= t - width (sorted `keys`), for
+    every row or for the sorted key subset `queries`."""
+    return np.searchsorted(keys, (keys if queries is None else queries) - width_us, side="left")
 
 
 def prefix(values: np.ndarray) -> np.ndarray:
@@ -43,10 +72,23 @@ def prefix(values: np.ndarray) -> np.ndarray:
 
 def previous_same(group_key: np.ndarray) -> np.ndarray:
     """For rows sorted by (entity, time): index of the previous row with the same `group_key`
-    (e.g. the same user and merchant), or -1."""
-    order = np.argsort(group_key, kind="stable")
-    prev = np.full(len(group_key), -1, dtype=np.int64)
-    same = group_key[order[1:]] == group_key[order[:-1]]
+    (e.g. the same user and merchant), or -1.
+
+    When (key, row index) fits one int64, a plain sort of the packed values (SIMD, no
+    argsort) gives the stable order; otherwise a stable argsort."""
+    n = len(group_key)
+    prev = np.full(n, -1, dtype=np.int64)
+    if n < 2:
+        return prev
+    index_bits = int(n).bit_length()
+    if int(group_key.min()) >= 0 and int(group_key.max()).bit_length() + index_bits <= 62:
+        packed = np.sort((group_key.astype(np.int64) << index_bits) | np.arange(n, dtype=np.int64))
+        order = packed & ((1 << index_bits) - 1)
+        sorted_key = packed >> index_bits
+    else:
+        order = np.argsort(group_key, kind="stable")
+        sorted_key = group_key[order]
+    same = sorted_key[1:] == sorted_key[:-1]
     prev[order[1:][same]] = order[:-1][same]
     return prev
 
@@ -68,10 +110,10 @@ def distinct_in_window(lo: np.ndarray, hi: np.ndarray, prev_same: np.ndarray) ->
     return counts
 
 
-def last_strictly_before(prev_same: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Previous occurrence that is strictly earlier in time: skips occurrences at the same
-    instant (rows between hi and the row itself)."""
-    q = prev_same.copy()
+def last_strictly_before(prev_same: np.ndarray, hi: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Previous occurrence that is strictly earlier in time, for every row (or `rows`, with
+    `hi` given for those rows): skips occurrences at the same instant (between hi and the row)."""
+    q = prev_same.copy() if rows is None else prev_same[rows]
     tied = np.flatnonzero(q >= hi)
     while tied.size:
         q[tied] = prev_same[q[tied]]
