@@ -40,11 +40,14 @@ MERCHANT_STATE_SCHEMA = pa.schema(
     + [(n, _ARROW[t]) for n, t in MERCHANT_STATE_FEATURES.items()])
 
 
-def _connect():
+def _connect(lake: Lake | None = None):
+    """An in-memory DuckDB connection in UTC that reads `lake`'s URLs (object-store lakes too)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    if lake is not None:
+        lake.prepare_duckdb(con)
     return con
 
 
@@ -56,11 +59,11 @@ def _ts_sql(ts: dt.datetime) -> str:
     return f"TIMESTAMP '{ts:%Y-%m-%d %H:%M:%S}'"
 
 
-def compute_user_state(transaction_files: list[str], as_of: dt.datetime) -> pa.Table:
+def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: Lake | None = None) -> pa.Table:
     """One row per user with a transaction in [as_of - 31d, as_of), stamped `as_of` (naive UTC).
 
     Features use [as_of - 30d, as_of); users active only on the day before that window get a
-    tombstone row (all features null).
+    tombstone row (all features null). `lake`: the lake the files are in, when it is remote.
     """
     if not transaction_files:
         return USER_STATE_SCHEMA.empty_table()
@@ -89,12 +92,13 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime) -> pa.T
     FROM (SELECT DISTINCT user_id FROM tx) u LEFT JOIN agg USING (user_id)
     ORDER BY u.user_id
     """
-    with _connect() as con:
+    with _connect(lake) as con:
         table = con.sql(sql).to_arrow_table()
     return table.cast(USER_STATE_SCHEMA)
 
 
-def compute_merchant_state(transaction_files: list[str], label_files: list[str], as_of: dt.datetime) -> pa.Table:
+def compute_merchant_state(transaction_files: list[str], label_files: list[str], as_of: dt.datetime,
+                           lake: Lake | None = None) -> pa.Table:
     """One row per merchant with a transaction in [as_of - 31d, as_of), stamped `as_of`.
 
     Chargebacks count labels with label_ts < as_of for transactions with event_ts >= as_of - 30d.
@@ -128,7 +132,7 @@ def compute_merchant_state(transaction_files: list[str], label_files: list[str],
     LEFT JOIN txn USING (merchant_id) LEFT JOIN cb USING (merchant_id)
     ORDER BY m.merchant_id
     """
-    with _connect() as con:
+    with _connect(lake) as con:
         table = con.sql(sql).to_arrow_table()
     return table.cast(MERCHANT_STATE_SCHEMA)
 
@@ -180,7 +184,7 @@ def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     day = parse_day(context.partition_key)
     as_of = snapshot_instant(context.partition_key)
     files = _upstream_files(lake, TRANSACTION_FEATURES_TABLE, day, LOOKBACK_DAYS, context)
-    table = compute_user_state(files, as_of)
+    table = compute_user_state(files, as_of, lake)
     path = lake.write_partition(USER_STATE_TABLE, day.isoformat(), table)
     return dg.MaterializeResult(metadata=_snapshot_metadata(table, "user", path, as_of, "user_txn_count_24h"))
 
@@ -203,7 +207,7 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     tx_files = _upstream_files(lake, TRANSACTION_FEATURES_TABLE, day, LOOKBACK_DAYS, context)
     # Labels with label_ts in [T-30d, T): their transactions have event_ts >= T-30d.
     label_files = lake.existing_partition_files(RAW_LABELS_TABLE, days_back(day, LOOKBACK_DAYS - 1))
-    table = compute_merchant_state(tx_files, label_files, as_of)
+    table = compute_merchant_state(tx_files, label_files, as_of, lake)
     path = lake.write_partition(MERCHANT_STATE_TABLE, day.isoformat(), table)
     meta = _snapshot_metadata(table, "merchant", path, as_of, "merchant_txn_count_30d")
     meta["chargebacks_30d"] = dg.MetadataValue.int(int(pc.sum(table.column("merchant_cb_count_30d")).as_py() or 0))

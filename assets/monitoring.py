@@ -7,6 +7,8 @@ asset so the lineage shows where the monitored data comes from.
 
 import datetime as dt
 import os
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 
@@ -82,8 +84,19 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
     unmonitored = [f for group in features for f in group if f not in present]
     features = ([c for c in features[0] if c in present], [n for n in features[1] if n in present])
     meta["unmonitored_features"] = dg.MetadataValue.json(unmonitored)
-    html = report_dir(lake) / f"{day}.html" if config.engine == "evidently" else None
+    html, report_url = None, None
+    if config.engine == "evidently":
+        if lake.is_remote:  # Evidently writes a local file; it is uploaded beside the lake below
+            tmp = tempfile.TemporaryDirectory()
+            html, report_url = Path(tmp.name) / f"{day}.html", f"{report_dir(lake)}/{day}.html"
+        else:
+            html = report_dir(lake) / f"{day}.html"
+            report_url = html.as_uri()
     result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
+    if html is not None and lake.is_remote:
+        with tmp:
+            lake.put_file(html, report_url)
+        html = report_url
     rows = report_rows(day, result, version, total)
     lake.write_partition(DRIFT_TABLE, day, pa.Table.from_pylist(rows))
     warehouse.refresh_views(lake)
@@ -100,7 +113,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
                                              "drift_share": cfg.drift_share}),
     }
     if html is not None:
-        meta |= {"report": dg.MetadataValue.path(str(html)), "report_url": dg.MetadataValue.url(html.as_uri())}
+        meta |= {"report": dg.MetadataValue.path(str(html)), "report_url": dg.MetadataValue.url(report_url)}
     return dg.MaterializeResult(metadata=meta)
 
 

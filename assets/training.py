@@ -27,12 +27,13 @@ class TrainingSetConfig(dg.Config):
     test_fraction: float = 0.2
 
 
-def split_path(lake: Lake, split: str) -> Path:
-    return lake.table_dir(TRAINING_TABLE) / f"split={split}" / "data.parquet"
+def split_path(lake: Lake, split: str) -> str:
+    """URL of a split's file: `<lake>/training_set/split=<split>/data.parquet` (a path or s3://...)."""
+    return lake.partition_url(TRAINING_TABLE, split, key="split")
 
 
 def _newest_feature_day(lake: Lake) -> dt.date:
-    days = sorted(p.name.removeprefix("date=") for p in lake.table_dir("transaction_features").glob("date=*"))
+    days = lake.list_partitions("transaction_features")
     if not days:
         raise ValueError("transaction_features has no partitions yet: materialize features first")
     return dt.date.fromisoformat(days[-1])
@@ -93,10 +94,10 @@ def git_commit() -> str:
 def read_splits(lake: Lake):
     import pandas as pd
 
-    missing = [s for s in ("train", "val", "test") if not split_path(lake, s).exists()]
+    missing = [s for s in ("train", "val", "test") if not lake.exists(split_path(lake, s))]
     if missing:
         raise ValueError(f"training_set lacks splits {missing}: materialize training_set first")
-    return {s: pd.read_parquet(split_path(lake, s)) for s in ("train", "val", "test")}
+    return {s: lake.read_pandas(split_path(lake, s)) for s in ("train", "val", "test")}
 
 
 @dg.asset(group_name="training", deps=[training_set], kinds={"pytorch", "mlflow"},

@@ -39,26 +39,22 @@ def window_for(last_feature_day: dt.date, window_days: int, maturity_days: int, 
 
 
 def load_transactions(lake, window: Window) -> pd.DataFrame:
-    import duckdb
-
     files = lake.existing_partition_files("transaction_features", window.days())
     if not files:
         raise ValueError(f"no transaction_features partitions in {window.days()[0]}..{window.days()[-1]}")
     cols = ", ".join(REQUEST_COLUMNS)
-    with duckdb.connect() as con:
+    with lake.duckdb_connect() as con:  # reads the lake's URLs, object-store lakes included
         return con.sql(f"select {cols} from read_parquet(?) order by event_ts, event_id", params=[files]).df()
 
 
 def known_labels(lake, window: Window) -> set[str]:
     """event_ids with a fraud chargeback whose label_ts is before the cutoff."""
-    import duckdb
-
     days = [(window.start + dt.timedelta(days=k)).date().isoformat()
             for k in range((window.cutoff - window.start).days + 1)]
     files = lake.existing_partition_files("raw_labels", days)
     if not files:
         return set()
-    with duckdb.connect() as con:
+    with lake.duckdb_connect() as con:
         rows = con.sql("select event_id from read_parquet(?) where is_fraud and label_ts < ?",
                        params=[files, window.cutoff]).fetchall()
     return {r[0] for r in rows}

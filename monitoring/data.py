@@ -5,19 +5,32 @@ code location imports this module)."""
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
+from urllib.parse import urlparse
 
 LOG_TABLE = "prediction_log"
 REFERENCE_TABLE = "drift_reference"
 
 
-def report_dir(lake) -> Path:
-    """data/reports/drift beside data/lake: HTML reports a person opens from the UI."""
-    return lake.path.parent / "reports" / "drift"
+def report_dir(lake) -> Path | str:
+    """data/reports/drift beside data/lake: HTML reports a person opens from the UI. For an
+    object-store lake, the URL `reports/drift` beside the lake's prefix (s3://bucket/reports/drift
+    for s3://bucket/lake)."""
+    if not lake.is_remote:
+        return lake.path.parent / "reports" / "drift"
+    parsed = urlparse(lake.url)
+    parent = posixpath.dirname(parsed.path.rstrip("/"))
+    return f"{parsed.scheme}://{parsed.netloc}{parent.rstrip('/')}/reports/drift"
 
 
 def _log_files(lake, days: list[str]) -> list[str]:
-    return [str(f) for d in days for f in sorted((lake.table_dir(LOG_TABLE) / f"date={d}").glob("*.parquet"))]
+    """Every file of the prediction log's `date=<day>` folders (the ingress writes several a day)."""
+    return lake.partition_files(LOG_TABLE, days)
+
+
+def reference_url(lake, version: str) -> str:
+    return lake.partition_url(REFERENCE_TABLE, str(version), key="model_version")
 
 
 def _sql_list(paths: list[str]) -> str:
@@ -28,7 +41,6 @@ def read_prediction_window(lake, days: list[str], categorical: list[str], numeri
     """(the window's monitored input features as columns, total rows). DuckDB parses each JSON
     `features` value once into a struct of just those fields (a million rows in ~3 s); features
     that no request carried (all null) are dropped."""
-    import duckdb
     import pandas as pd
 
     files = _log_files(lake, days)
@@ -40,7 +52,7 @@ def read_prediction_window(lake, days: list[str], categorical: list[str], numeri
     derived = {"hour_of_day": f"hour({ts})", "day_of_week": f"isodow({ts}) - 1"}  # Feast's UTC definitions
     cols = [f's."{c}"' for c in categorical]
     cols += [f'coalesce(s."{n}", {derived[n]}) as "{n}"' if n in derived else f's."{n}"' for n in numeric]
-    with duckdb.connect() as con:
+    with lake.duckdb_connect() as con:
         con.execute("set TimeZone = 'UTC'")
         frame = con.sql(f"select {', '.join(cols)} from (select json_transform(features, '{struct}') as s "
                         f"from read_parquet({_sql_list(files)}, union_by_name = true))").df()
@@ -62,16 +74,15 @@ def with_time_features(frame):
 def reference_frame(lake, registry, version: str, cap: int, seed: int = 0):
     """(the champion's training features, source). Cached per version in the lake on first use,
     from the training_set train split, so a later retraining cannot change a champion's reference."""
-    import pandas as pd
     import pyarrow as pa
 
-    cached = lake.table_dir(REFERENCE_TABLE) / f"model_version={version}" / "data.parquet"
-    if cached.exists():
-        return pd.read_parquet(cached), f"{REFERENCE_TABLE}/model_version={version}"
-    split = lake.table_dir("training_set") / "split=train" / "data.parquet"
-    if not split.exists():
+    cached = reference_url(lake, version)
+    if lake.exists(cached):
+        return lake.read_pandas(cached), f"{REFERENCE_TABLE}/model_version={version}"
+    split = lake.partition_url("training_set", "train", key="split")
+    if not lake.exists(split):
         raise ValueError(f"no reference for v{version}: neither {cached} nor the training_set train split exist")
-    train = pd.read_parquet(split)
+    train = lake.read_pandas(split)
     source = "training_set train split"
     window = _run_window(registry, version)
     if window and str(train["event_ts"].min()) != window["train"][0]:
@@ -101,13 +112,11 @@ def report_rows(day: str, result, version: str, total: int) -> list[dict]:
 
 def performance_rows(lake, pred_days: list[str], label_days: list[str], threshold: float):
     """(rows per prediction day and model version, metrics per version pooled over the days)."""
-    import duckdb
-
     files = _log_files(lake, pred_days)
     labels = lake.existing_partition_files("raw_labels", label_days)
     if not files:
         return [], {}
-    with duckdb.connect() as con:
+    with lake.duckdb_connect() as con:
         con.execute(f"create view log as select * from read_parquet({_sql_list(files)}, hive_partitioning = true, "
                     "union_by_name = true)")
         label_sql = (f"select distinct event_id from read_parquet({_sql_list(labels)}) where is_fraud" if labels

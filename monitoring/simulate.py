@@ -27,9 +27,12 @@ def stand_in_scores(world, day: dt.date, tx, seed: int = 0):
     return np.where(is_known, rng.uniform(0.35, 1.0, len(tx)), legit).astype(np.float32)
 
 
-def write_prediction_log(lake_root: str | Path, day: str, tx, scores, model_version: str = "1",
-                         predictor: str = "main", deployment: str = "fraud") -> Path:
-    """One Parquet file under prediction_log/date=<day>/, columns as the ingress writes them."""
+def write_prediction_log(lake_root, day: str, tx, scores, model_version: str = "1",
+                         predictor: str = "main", deployment: str = "fraud") -> Path | str:
+    """One Parquet file under prediction_log/date=<day>/, columns as the ingress writes them.
+
+    `lake_root`: a local root (str / Path), or a `Lake` resource (any root, object stores
+    included: written through the lake, atomically)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -48,7 +51,12 @@ def write_prediction_log(lake_root: str | Path, day: str, tx, scores, model_vers
         "score": pa.array(scores, pa.float32()),
         "latency_ms": pa.array([1.0] * n, pa.float64()),
     })
-    target = Path(lake_root) / "prediction_log" / f"date={day}" / f"part-sim-{model_version}-{predictor}.parquet"
+    name = f"part-sim-{model_version}-{predictor}.parquet"
+    if hasattr(lake_root, "write_partition_file"):  # a Lake
+        if lake_root.is_remote:
+            return lake_root.write_partition_file(lake_root.partition_url("prediction_log", day, file=name), table)
+        lake_root = lake_root.url
+    target = Path(lake_root) / "prediction_log" / f"date={day}" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, target)
     return target
@@ -98,7 +106,7 @@ def replay(resources: dict, instance, days: list[dt.date], policy, version: str 
     for d in days:
         day = d.isoformat()
         tx = world.transactions(d)
-        write_prediction_log(lake.root, day, tx, stand_in_scores(world, d, tx), model_version=version)
+        write_prediction_log(lake, day, tx, stand_in_scores(world, d, tx), model_version=version)
         lake.write_partition("raw_labels", day, pa.Table.from_pandas(world.labels(d), preserve_index=False))
         result = dg.materialize([monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance],
                                 selection=[monitoring.drift_report, monitoring.model_performance], partition_key=day,
@@ -119,15 +127,14 @@ def seed_history(resources: dict, days: list[dt.date], version: str = "1") -> No
     lake, world = resources["lake"], resources["event_source"].world()
     for d in days:
         tx = world.transactions(d)
-        write_prediction_log(lake.root, d.isoformat(), tx, stand_in_scores(world, d, tx), model_version=version)
+        write_prediction_log(lake, d.isoformat(), tx, stand_in_scores(world, d, tx), model_version=version)
         lake.write_partition("raw_labels", d.isoformat(), pa.Table.from_pandas(world.labels(d), preserve_index=False))
 
 
 def write_reference(lake, world, days: list[dt.date], version: str = "1") -> None:
     import pyarrow as pa
 
-    from monitoring.data import REFERENCE_TABLE
+    from monitoring.data import reference_url
 
     frame = reference_from_days(world, days)
-    lake.write_partition_file(lake.table_dir(REFERENCE_TABLE) / f"model_version={version}" / "data.parquet",
-                              pa.Table.from_pandas(frame, preserve_index=False))
+    lake.write_partition_file(reference_url(lake, version), pa.Table.from_pandas(frame, preserve_index=False))

@@ -14,7 +14,7 @@ from typing import Optional
 import dagster as dg
 import pyarrow as pa
 
-from .lake import Lake
+from .lake import Lake, spark_path
 
 LOOKBACK = dt.timedelta(days=30)
 
@@ -50,6 +50,7 @@ class FeatureEngine(dg.ConfigurableResource):
                 con.execute(f"set threads = {int(self.threads)}")
             if self.memory_limit:
                 con.execute("set memory_limit = ?", [self.memory_limit])
+            lake.prepare_duckdb(con)  # an object-store lake: DuckDB reads its URLs through fsspec
             return compute_transaction_features(
                 con,
                 lake.existing_partition_files("raw_transactions", days),
@@ -68,8 +69,9 @@ class FeatureEngine(dg.ConfigurableResource):
         days = covering_days(start, end, LOOKBACK)
         return compute_transaction_features_spark(
             self.spark.spark_session,
-            lake.existing_partition_files("raw_transactions", days),
-            lake.existing_partition_files("raw_labels", days),
+            # s3:// -> s3a:// (hadoop-aws); the session needs spark.hadoop.fs.s3a.* (docs/lake.md)
+            [spark_path(f) for f in lake.existing_partition_files("raw_transactions", days)],
+            [spark_path(f) for f in lake.existing_partition_files("raw_labels", days)],
             start,
             end,
         )

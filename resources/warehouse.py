@@ -4,6 +4,11 @@ DuckDB lets one process write a file at a time, so the orchestrator never holds 
 connection: it opens the file read-only to see whether the views are current, and takes the
 write lock for milliseconds only when a view is missing or points elsewhere. If an analyst
 holds the file, the refresh is skipped (the views' globs already pick up new partitions).
+
+On an object-store lake (`Lake(root="s3://...")`) the views read `s3://...` globs: the
+orchestrator registers the lake's fsspec filesystem on its connections (`Lake.prepare_duckdb`;
+pass `lake=` to `query`). An analyst's own DuckDB needs the httpfs extension and an S3 secret
+for the bucket instead (docs/lake.md).
 """
 
 from __future__ import annotations
@@ -33,11 +38,7 @@ class Warehouse(dg.ConfigurableResource):
     storage_compatibility: str = "v1.5.0"
 
     def wanted_views(self, lake: Lake) -> dict[str, str]:
-        views = {}
-        if lake.path.is_dir():
-            for table in sorted(p.name for p in lake.path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                if any(lake.table_dir(table).glob("*/*.parquet")):
-                    views[table] = view_sql(table, lake.glob(table))
+        views = {table: view_sql(table, lake.glob(table)) for table in lake.tables()}
         quarantines = [t for t in views if t.startswith(QUARANTINE_PREFIX)]
         if quarantines:
             union = " union all by name ".join(
@@ -61,6 +62,7 @@ class Warehouse(dg.ConfigurableResource):
             log.warning("warehouse %s is held by another session; views not refreshed (%s)", self.path, err)
             return []
         try:
+            lake.prepare_duckdb(con)  # DuckDB binds a view when it is created: the files must be readable
             for sql in stale.values():
                 con.execute(sql)
             con.execute("create table if not exists _driftline_views(name varchar primary key, sql varchar)")
@@ -86,12 +88,14 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def query(self, sql: str):
-        """Read-only query, the way an analyst would run it."""
+    def query(self, sql: str, lake: Lake | None = None):
+        """Read-only query, the way an analyst would run it (`lake`: needed when it is remote)."""
         import duckdb
 
         con = duckdb.connect(self.path, read_only=True)
         try:
+            if lake is not None:
+                lake.prepare_duckdb(con)
             return con.sql(sql).df()
         finally:
             con.close()
