@@ -9,10 +9,10 @@ from __future__ import annotations
 from .schema import FEATURE_SERVICE, PROJECT, SERVED_FEATURES
 
 
-def build_objects(lake_root: str) -> list:
+def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> list:
     from .definitions import build_objects as _build
 
-    return _build(lake_root)
+    return _build(lake_root, s3_endpoint_override)
 
 
 __all__ = ["FEATURE_SERVICE", "PROJECT", "SERVED_FEATURES", "build_objects"]

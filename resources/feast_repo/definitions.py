@@ -3,6 +3,10 @@
 `build_objects(lake_root)` returns them with the offline sources pointing at the lake's
 snapshot tables (`<lake_root>/user_state`, `<lake_root>/merchant_state`: Hive-partitioned
 directories, read whole by the file/dask offline store).
+
+`lake_root` may be an object-store URL (`s3://bucket/prefix`): the FileSources then point at
+`s3://bucket/prefix/user_state` and carry `s3_endpoint_override` for S3-compatible stores;
+Feast reads them with s3fs (dask) and pyarrow's S3 filesystem, credentials from the AWS chain.
 """
 
 from __future__ import annotations
@@ -59,9 +63,18 @@ def _fresh_copy(fn):
     return types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-def build_objects(lake_root: str) -> list:
-    """Every Feast object of the repo, with sources under `lake_root` (made absolute)."""
-    lake_root = os.path.abspath(lake_root)
+def _under(root: str, table: str) -> str:
+    if "://" in root and not root.startswith("file://"):
+        return root.rstrip("/") + "/" + table
+    if root.startswith("file://"):
+        root = root[len("file://"):]
+    return os.path.join(os.path.abspath(root), table)
+
+
+def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> list:
+    """Every Feast object of the repo, with sources under `lake_root` (a path, made absolute,
+    or an object-store URL; `s3_endpoint_override` for an S3-compatible store)."""
+    endpoint = {"s3_endpoint_override": s3_endpoint_override} if s3_endpoint_override else {}
 
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64,
                   description="card holder")
@@ -70,16 +83,18 @@ def build_objects(lake_root: str) -> list:
 
     user_source = FileSource(
         name="user_state_source",
-        path=os.path.join(lake_root, USER_STATE_TABLE),
+        path=_under(lake_root, USER_STATE_TABLE),
         file_format=ParquetFormat(),
         timestamp_field=SNAPSHOT_TS,
+        **endpoint,
         description="daily user_state snapshots, stamped at the end of their day",
     )
     merchant_source = FileSource(
         name="merchant_state_source",
-        path=os.path.join(lake_root, MERCHANT_STATE_TABLE),
+        path=_under(lake_root, MERCHANT_STATE_TABLE),
         file_format=ParquetFormat(),
         timestamp_field=SNAPSHOT_TS,
+        **endpoint,
         description="daily merchant_state snapshots, stamped at the end of their day",
     )
 
