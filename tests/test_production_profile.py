@@ -18,7 +18,7 @@ import pytest
 from assets import feature_store, ingestion
 from assets.features import transaction_features
 from resources import SyntheticEventSource
-from resources.profiles import dagster_instance_yaml, k8s_resources
+from resources.profiles import dagster_instance_yaml, k8s_resources, lake_root
 from tests.conftest import SMALL_WORLD
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings(
@@ -167,3 +167,32 @@ def test_features_materialized_to_redis_and_read_back_online(profile, materializ
     online = resources["feast"].online_features(rows)
     for name in ("user_txn_count_24h", "user_amount_sum_7d", "user_last_country"):
         assert list(online[name]) == list(active[name]), name
+
+
+def test_lake_url_on_an_object_store_is_the_lake_root():
+    """DRIFTLINE_LAKE_URL=s3://... is used as is (no mount needed): the Lake, the Feast sources and
+    Spark's S3A settings all get the bucket and the S3-compatible endpoint. The object-store lake
+    itself runs against a local S3 server in tests/test_lake_object_store.py."""
+    assert lake_root("file:///lake") == "/lake" and lake_root("/mnt/lake") == "/mnt/lake"
+    assert lake_root("s3://bucket/lake/") == "s3://bucket/lake"
+    with pytest.raises(ValueError, match="needs a bucket"):
+        lake_root("s3://")
+    env = {"DRIFTLINE_LAKE_URL": "s3://driftline/lake", "DRIFTLINE_S3_ENDPOINT_URL": "http://minio:9000",
+           "DRIFTLINE_S3_REGION": "eu-west-3", "DRIFTLINE_DATA_DIR": "/data"}
+    resources = k8s_resources(env, event_source=SyntheticEventSource(**SMALL_WORLD))
+    lake = resources["lake"]
+    assert (lake.root, lake.s3_endpoint_url, lake.s3_region, lake.is_remote) == (
+        "s3://driftline/lake", "http://minio:9000", "eu-west-3", True)
+    assert lake.partition_url("raw_labels", "2026-10-01") == "s3://driftline/lake/raw_labels/date=2026-10-01/data.parquet"
+    feast = resources["feast"]
+    assert (feast.lake_root, feast.lake_s3_endpoint_url, feast.lake_s3_region) == (
+        "s3://driftline/lake", "http://minio:9000", "eu-west-3")
+    conf = resources["feature_engine"].spark.spark_config
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-3"
+    assert conf["spark.hadoop.fs.s3a.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    # a file:// lake keeps Spark free of S3A settings
+    local = k8s_resources({"DRIFTLINE_LAKE_URL": "file:///lake"}, event_source=SyntheticEventSource(**SMALL_WORLD))
+    assert local["lake"].root == "/lake" and not local["lake"].is_remote
+    assert not any(k.startswith("spark.hadoop.fs.s3a") for k in local["feature_engine"].spark.spark_config)
