@@ -32,10 +32,9 @@ test: setup
 	@bash scripts/ensure_browser.sh
 	$(VENV)/bin/python -m pytest
 
-# The ingress and the canary controller share an HS256 secret (also used by `make demo`).
+# The Dagster UI + daemon (sensors on) and the serving stack of the last deployment.
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	@test -s data/jwt.secret || $(VENV)/bin/python -c "import secrets; print(secrets.token_hex(32))" > data/jwt.secret
-	DRIFTLINE_INGRESS_JWT_SECRET=$$(cat data/jwt.secret) $(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/python -m scripts.dev
 
 bench-features: setup
 	$(VENV)/bin/python -m bench.bench_features

@@ -65,11 +65,11 @@ def browser(demo):
     from selenium.webdriver.chrome.service import Service
 
     port = _free_port()
-    web = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dagster-webserver"), "-w", "workspace.yaml", "-h",
-                            "127.0.0.1", "-p", str(port)], cwd=ROOT, env=demo["env"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # What `make dev` runs: the webserver and the daemon (`dagster dev`) and the serving stack.
+    dev = subprocess.Popen([sys.executable, "-m", "scripts.dev", "--port", str(port)], cwd=ROOT, env=demo["env"],
+                           stdout=open(demo["data"] / "dev.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url + "/server_info", timeout=2)
@@ -83,8 +83,8 @@ def browser(demo):
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     yield driver, url
     driver.quit()
-    web.terminate()
-    web.wait(timeout=30)
+    dev.terminate()
+    dev.wait(timeout=90)
 
 
 def _open(driver, url: str, must_contain: str, timeout_s: float = 60) -> str:
@@ -120,3 +120,33 @@ def test_drift_report_has_a_materialization(browser):
     driver.save_screenshot(str(ARTIFACTS / "drift_report.png"))
     assert "Latest materialization" in text
     assert "share_drifted" in text and "reference_model_version" in text
+
+
+def _graphql(url: str, query: str) -> dict:
+    import json
+
+    req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["data"]
+
+
+def test_make_dev_runs_sensors_and_serving(browser, demo):
+    """`make dev`'s daemon evaluates the sensors (they start switched on) and the demo's last
+    deployment answers through the ingress."""
+    _, url = browser
+    sensors = _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name "
+                            "sensorState { status } } } } } }")["repositoriesOrError"]["nodes"][0]["sensors"]
+    status = {s["name"]: s["sensorState"]["status"] for s in sensors}
+    assert status.get("drift_sensor") == "RUNNING" and status.get("canary_sensor") == "RUNNING", status
+    deadline, healthy = time.monotonic() + 120, {}
+    while time.monotonic() < deadline:
+        daemons = _graphql(url, "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
+        healthy = {d["daemonType"]: d["healthy"] for d in daemons["instance"]["daemonHealth"]["allDaemonStatuses"]}
+        if healthy.get("SENSOR"):
+            break
+        time.sleep(2)
+    assert healthy.get("SENSOR"), f"the sensor daemon is not healthy: {healthy}"
+    ingress = demo["env"]["DRIFTLINE_INGRESS_URL"]
+    with urllib.request.urlopen(ingress + "/ready", timeout=10) as resp:
+        assert resp.status == 200
