@@ -53,12 +53,19 @@ drift_sensor = build_drift_sensor(
     RetrainPolicy(min_drifted_windows=int(os.environ.get("DRIFTLINE_DRIFT_MIN_WINDOWS", 2))),
     interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 canary_sensor = build_canary_sensor(interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+# The assets' AutomationConditions (features follow new raw partitions, drift_report after each
+# day, model_performance when labels land) need this sensor; Dagster's default one starts
+# stopped. DRIFTLINE_AUTOMATION=off leaves it stopped (then switch it on in the UI).
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor", target=dg.AssetSelection.all(), minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.STOPPED if os.environ.get("DRIFTLINE_AUTOMATION") == "off"
+    else dg.DefaultSensorStatus.RUNNING)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[data_plane_job, training_job, retrain_job, canary_rollout_job],
-    sensors=[landing_sensor, drift_sensor, canary_sensor],
+    sensors=[landing_sensor, drift_sensor, canary_sensor, automation_sensor],
     resources=RESOURCES,
     executor=_executor(),
 )

@@ -51,6 +51,9 @@ def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> d
         "DRIFTLINE_SENSOR_INTERVAL_S": "5", "DRIFTLINE_DRIFT_MIN_WINDOWS": "1",
         "DRIFTLINE_DRIFT_SCENARIO": scenario, "DRIFTLINE_DRIFT_START": today.isoformat(),
         "DRIFTLINE_DRIFT_RAMP_DAYS": "1",
+        # The demo lands the days itself (weeks in minutes, today's snapshot kept offline until the
+        # day is over); automation_sensor would load it early. `make dev` runs with it on.
+        "DRIFTLINE_AUTOMATION": "off",
         "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(profile["events_per_day"]),
         "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]), "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]), "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
         "DRIFTLINE_START_DATE": (today - dt.timedelta(days=profile["days"])).isoformat(),

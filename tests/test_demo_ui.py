@@ -138,7 +138,7 @@ def test_make_dev_runs_sensors_and_serving(browser, demo):
     sensors = _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name "
                             "sensorState { status } } } } } }")["repositoriesOrError"]["nodes"][0]["sensors"]
     status = {s["name"]: s["sensorState"]["status"] for s in sensors}
-    assert status.get("drift_sensor") == "RUNNING" and status.get("canary_sensor") == "RUNNING", status
+    assert all(status.get(s) == "RUNNING" for s in ("drift_sensor", "canary_sensor", "automation_sensor")), status
     deadline, healthy = time.monotonic() + 120, {}
     while time.monotonic() < deadline:
         daemons = _graphql(url, "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
