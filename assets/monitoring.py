@@ -85,18 +85,16 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
     features = ([c for c in features[0] if c in present], [n for n in features[1] if n in present])
     meta["unmonitored_features"] = dg.MetadataValue.json(unmonitored)
     html, report_url = None, None
-    if config.engine == "evidently":
-        if lake.is_remote:  # Evidently writes a local file; it is uploaded beside the lake below
-            tmp = tempfile.TemporaryDirectory()
-            html, report_url = Path(tmp.name) / f"{day}.html", f"{report_dir(lake)}/{day}.html"
-        else:
-            html = report_dir(lake) / f"{day}.html"
-            report_url = html.as_uri()
-    result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
-    if html is not None and lake.is_remote:
-        with tmp:
-            lake.put_file(html, report_url)
-        html = report_url
+    with tempfile.TemporaryDirectory() as tmp:
+        if config.engine == "evidently":
+            if lake.is_remote:  # Evidently writes a local file: uploaded beside the lake afterwards
+                html, report_url = Path(tmp) / f"{day}.html", f"{report_dir(lake)}/{day}.html"
+            else:
+                html = report_dir(lake) / f"{day}.html"
+                report_url = html.as_uri()
+        result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
+        if html is not None and lake.is_remote:
+            html = lake.put_file(html, report_url)
     rows = report_rows(day, result, version, total)
     lake.write_partition(DRIFT_TABLE, day, pa.Table.from_pylist(rows))
     warehouse.refresh_views(lake)
