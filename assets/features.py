@@ -21,17 +21,26 @@ from resources.warehouse import Warehouse
 
 from .partitions import LOOKBACK_DAYS, daily_partitions
 
+_TICKS_PER_S = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 _lookback = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS, end_offset=0,
                                           allow_nonexistent_upstream_partitions=True)
 
 
 def split_by_day(table: pa.Table, start: dt.datetime, end: dt.datetime) -> dict[str, pa.Table]:
-    """One table per day of [start, end); days without rows get an empty table with the schema."""
-    day_index = pc.cast(table.column("event_ts"), pa.int64()).to_numpy() // 86_400_000_000
+    """One table per day of [start, end); days without rows get an empty table with the schema.
+    Rows in time order (the engines' usual output) are sliced without copying."""
+    ts = table.column("event_ts")
+    per_day = 86_400 * _TICKS_PER_S[ts.type.unit]
+    day_index = pc.cast(ts, pa.int64()).to_numpy() // per_day if table.num_rows else np.zeros(0, dtype=np.int64)
+    in_order = bool(np.all(day_index[1:] >= day_index[:-1]))
+    if not in_order:
+        order = np.argsort(day_index, kind="stable")
+        table, day_index = table.take(pa.array(order)), day_index[order]
     out, day = {}, start
     while day < end:
         ordinal = int((day - dt.datetime(1970, 1, 1)).days)
-        out[day.date().isoformat()] = table.filter(pa.array(day_index == ordinal)) if len(day_index) else table
+        lo, hi = np.searchsorted(day_index, [ordinal, ordinal + 1])
+        out[day.date().isoformat()] = table.slice(int(lo), int(hi - lo))
         day += dt.timedelta(days=1)
     return out
 
@@ -52,10 +61,9 @@ def transaction_features(context: dg.AssetExecutionContext, lake: Lake, feature_
     window = context.partition_time_window
     start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
     table = feature_engine.compute(lake, start, end)
-    rows_per_day = {}
-    for day, part in split_by_day(table, start, end).items():
-        lake.write_partition("transaction_features", day, part)
-        rows_per_day[day] = part.num_rows
+    parts = split_by_day(table, start, end)
+    lake.write_partitions("transaction_features", parts)
+    rows_per_day = {day: part.num_rows for day, part in parts.items()}
     warehouse.refresh_views(lake)
     context.log.info(f"transaction_features {start:%Y-%m-%d}..{end:%Y-%m-%d}: {table.num_rows} rows")
     new_merchant = table.column("is_new_merchant").to_numpy()

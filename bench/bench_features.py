@@ -67,7 +67,8 @@ def compare_outputs(out_dir: Path, results: dict[str, Result]) -> tuple[list[str
     if len(done) < 2:
         return [], ["fewer than two implementations produced output: nothing to compare"]
     base = OURS if OURS in done else done[0]
-    tables = {i: pq.read_table(out_dir / f"{i}.parquet") for i in done}
+    # Ours is a lake folder (one file per day), the peers one file; no partition columns added.
+    tables = {i: pq.read_table(out_dir / f"{i}.parquet", partitioning=None) for i in done}
     problems, notes = [], []
     if OURS in done and tables[OURS].column_names != COLUMNS:
         notes.append(f"SPEC: {LABELS[OURS]} column order differs from docs/features.md: "

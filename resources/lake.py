@@ -186,6 +186,19 @@ class Lake(dg.ConfigurableResource):
     def write_partition(self, table: str, date: str, data: pa.Table) -> str:
         return self.write_partition_file(self.partition_url(table, date), data)
 
+    def write_partitions(self, table: str, parts: dict[str, pa.Table], threads: int | None = None) -> dict[str, str]:
+        """Several partitions at once (a backfill's days), each atomically as `write_partition`.
+        Parquet encoding runs single-threaded per file and releases the GIL, so the days are
+        written concurrently, one per CPU."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, min(len(parts), threads or os.cpu_count() or 1))
+        if workers == 1:
+            return {date: self.write_partition(table, date, data) for date, data in parts.items()}
+        with ThreadPoolExecutor(workers, thread_name_prefix="lake-write") as pool:
+            futures = {date: pool.submit(self.write_partition, table, date, data) for date, data in parts.items()}
+            return {date: f.result() for date, f in futures.items()}
+
     def write_partition_file(self, target: str | Path, data: pa.Table) -> str:
         """Write `data` to `target` (a URL/path under the root) atomically; returns its URL."""
         if self.is_remote:

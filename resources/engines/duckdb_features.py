@@ -112,8 +112,17 @@ def compute_transaction_features(
     return table.select(FEATURE_COLUMNS)
 
 
-def _output_positions(keep: np.ndarray) -> np.ndarray:
+def _output_positions(keep: np.ndarray) -> np.ndarray | None:
+    """Scan row -> output row (-1: history only); None when every row is output (identity)."""
+    if keep.all():
+        return None
     return np.where(keep, np.cumsum(keep) - 1, -1)
+
+
+def _destinations(out_pos: np.ndarray | None, order: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """Output rows of the queried rows of `order` (all of them when `rows` is None)."""
+    picked = order if rows is None else order[rows]
+    return picked if out_pos is None else out_pos[picked]
 
 
 def _to_output(values: np.ndarray, dest: np.ndarray, n_out: int) -> np.ndarray:
@@ -133,10 +142,10 @@ def _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us
     amount_all = _np(ev, "amount")[order]
     csum = sw.prefix(np.rint(amount_all * MICRO_UNITS).astype(np.int64))
 
-    rows = None if out_pos.min(initial=0) >= 0 else np.flatnonzero(ts >= start_us)  # rows to answer for
+    rows = None if out_pos is None else np.flatnonzero(ts >= start_us)  # rows to answer for
     pick = (lambda a: a) if rows is None else (lambda a: a[rows])
     qkeys, hi, amount, qts = pick(ukeys), pick(hi_all), pick(amount_all), pick(ts)
-    dest = out_pos[order] if rows is None else out_pos[order[rows]]
+    dest = _destinations(out_pos, order, rows)
     n_out = len(dest)
 
     out: dict[str, np.ndarray] = {}
@@ -173,13 +182,13 @@ def _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq,
     morder = sw.stable_order_by(merchant_small, time_order)
     ts = ts_scan[morder]
     mkeys = sw.pack_keys(merchant_small[morder], ts - base, span)
-    rows = None if out_pos.min(initial=0) >= 0 else np.flatnonzero(ts >= start_us)
+    rows = None if out_pos is None else np.flatnonzero(ts >= start_us)
     qkeys = mkeys if rows is None else mkeys[rows]
     hi = sw.run_starts(mkeys) if rows is None else sw.run_starts(mkeys)[rows]
     count = hi - sw.window_bounds(mkeys, LOOKBACK, qkeys)
     deltas = _load_label_deltas(con, label_files, lo_us, end_us)
     chargebacks = _known_chargebacks(deltas, merchant_uniq, qkeys, base, span, int(mkeys[-1] // span) + 1 if len(mkeys) else 0)
-    dest = out_pos[morder] if rows is None else out_pos[morder[rows]]
+    dest = _destinations(out_pos, morder, rows)
     n_out = len(dest)
     return {
         "merchant_txn_count_30d": _to_output(count, dest, n_out),
@@ -214,6 +223,9 @@ def _known_chargebacks(deltas, merchant_uniq, mkeys, base, span, limit) -> np.nd
     minus = _np(deltas, "minus_us")[known] - base
     plus_keys = np.sort(sw.pack_keys(pos, plus, span))
     minus_keys = np.sort(sw.pack_keys(pos, minus, span))
-    block = (mkeys // span) * span
-    return ((np.searchsorted(plus_keys, mkeys, "left") - np.searchsorted(plus_keys, block, "left"))
-            - (np.searchsorted(minus_keys, mkeys, "left") - np.searchsorted(minus_keys, block, "left")))
+    # Keys of earlier merchants come first in the packed order: subtract, per merchant, the
+    # count of events of all merchants before it (one search per merchant, not per row).
+    run, merchants = sw.dense_ids(mkeys // span, sorted_input=True)
+    starts = merchants * span
+    before = np.searchsorted(plus_keys, starts, "left") - np.searchsorted(minus_keys, starts, "left")
+    return (np.searchsorted(plus_keys, mkeys, "left") - np.searchsorted(minus_keys, mkeys, "left")) - before[run]
