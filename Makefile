@@ -11,9 +11,10 @@ export PYTHONPATH := $(CURDIR)
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
 
 # Installs exactly the tested set: direct pins in *.in, everything else fixed by *.lock.
-$(VENV)/.installed: requirements/orchestration.in requirements/orchestration.lock
+$(VENV)/.installed: requirements/orchestration.in requirements/test.in requirements/orchestration.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/orchestration.in -c requirements/orchestration.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/orchestration.in \
+		-r requirements/test.in -c requirements/orchestration.lock
 	@touch $@
 
 $(SERVING_VENV)/.installed: requirements/serving.in requirements/serving.lock

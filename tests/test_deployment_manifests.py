@@ -94,12 +94,16 @@ def test_istio_policies_require_the_local_ingress_scopes():
 
 @pytest.mark.parametrize("dockerfile,env", [("Dockerfile.user-code", "orchestration"), ("Dockerfile.serving", "serving")])
 def test_dockerfiles_install_exactly_what_make_setup_installs(dockerfile, env):
+    """The images install the same requirement and lock files as `make setup`, less the
+    test-only requirements/test.in."""
     text = (ROOT / "deployment" / dockerfile).read_text()
-    makefile = (ROOT / "Makefile").read_text()
-    make_install = f"-r requirements/{env}.in -c requirements/{env}.lock"
-    assert make_install in makefile
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    make_lines = [line for line in re.findall(r"pip install[^\n]*", makefile) if f"requirements/{env}.in" in line]
+    assert len(make_lines) == 1
+    make_files = set(re.findall(r"-[rc] requirements/\S+", make_lines[0])) - {"-r requirements/test.in"}
+    assert make_files == {f"-r requirements/{env}.in", f"-c requirements/{env}.lock"}, make_lines
     installs = [line for line in re.findall(r"pip install[^\n]*", text)]
-    assert installs and all(make_install in line for line in installs)
+    assert installs and all(set(re.findall(r"-[rc] requirements/\S+", line)) == make_files for line in installs)
     assert f"COPY requirements/{env}.in requirements/{env}.lock requirements/" in text
     for copied in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
         for src in copied.split():
