@@ -1,9 +1,16 @@
-"""Served traffic without the serving stack, for tests, benchmarks and dry runs: generator days
-written to the lake's `prediction_log` in the ingress's format (seldon/predlog.py), as the raw
-`jsonData` transactions a client sends, with scores from a stand-in champion.
+"""Served traffic without the serving stack, for tests, benchmarks and dry runs.
 
-The stand-in knows the fraud patterns that existed when it was trained (the standing ones) and
-not the concept-drift pattern: the behaviour of a real model trained before the drift.
+Generator days are landed in the lake as ingestion stores them; the feature assets' own code
+computes `transaction_features` and the daily `user_state` / `merchant_state` snapshots, and
+Feast's point-in-time join gives each request the features the online store serves at its time
+(tests/test_serving_skew.py: the same scores as the live raw path). A real champion, trained by
+the `training_set` and `fraud_model` assets, scores them through its registered serving artifact
+(the files the predictor loads), and the prediction log gets the rows in the ingress's format
+(seldon/predlog.py), as the raw `jsonData` transactions a client sends.
+
+Nothing here looks at the generator's ground truth: a pattern the champion never saw in its
+training window (the concept-drift one) gets whatever score the model gives it.
+`register_stand_in_champion` and `write_reference` remain for tests whose scores are hand-made.
 """
 
 from __future__ import annotations
@@ -15,16 +22,108 @@ from pathlib import Path
 RAW_FIELDS = ["event_id", "user_id", "merchant_id", "amount", "category", "country", "channel"]
 
 
-def stand_in_scores(world, day: dt.date, tx, seed: int = 0):
-    """High for frauds of the standing patterns, low (with some false alarms) for everything else."""
-    import numpy as np
+def days_between(first: dt.date, end: dt.date) -> list[dt.date]:
+    """The days of [first, end)."""
+    return [first + dt.timedelta(days=k) for k in range((end - first).days)]
 
-    rng = np.random.default_rng([seed, day.toordinal()])
-    truth = world.fraud_truth(day)
-    known = set(truth.loc[truth["pattern"] != "night_contactless", "event_id"])
-    is_known = tx["event_id"].isin(known).to_numpy()
-    legit = rng.beta(1.0, 12.0, len(tx))
-    return np.where(is_known, rng.uniform(0.35, 1.0, len(tx)), legit).astype(np.float32)
+
+def land_days(lake, world, days: list[dt.date]) -> None:
+    """`raw_transactions` and `raw_labels` partitions of `days`, typed as ingestion stores them
+    (the generator's rows all pass the contracts: nothing to quarantine)."""
+    import pyarrow as pa
+
+    from assets.contracts import LABELS, TRANSACTIONS
+    from assets.ingestion import storage_schema
+
+    for d in days:
+        for contract, frame in ((TRANSACTIONS, world.transactions(d)), (LABELS, world.labels(d))):
+            table = pa.Table.from_pandas(frame[list(contract.columns)], schema=storage_schema(contract),
+                                         preserve_index=False)
+            lake.write_partition(contract.name, d.isoformat(), table)
+
+
+def build_features(resources: dict, days: list[dt.date], snapshot_days: list[dt.date]) -> None:
+    """What the feature assets materialize, without a Dagster run per partition: the
+    `transaction_features` of `days` in one engine pass (as a backfill does), the `user_state` and
+    `merchant_state` snapshots of `snapshot_days` (a request on day D is served D-1's), and the
+    Feast registry (`feast_registry`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assets.feature_store import (MERCHANT_STATE_TABLE, RAW_LABELS_TABLE, TRANSACTION_FEATURES_TABLE,
+                                      USER_STATE_TABLE, compute_merchant_state, compute_user_state,
+                                      snapshot_instant)
+    from assets.features import split_by_day
+    from assets.partitions import LOOKBACK_DAYS, day_bounds, days_back
+
+    lake = resources["lake"]
+    if days:
+        start, end = day_bounds(days[0])[0], day_bounds(days[-1])[1]
+        table = resources["feature_engine"].compute(lake, start, end)
+        lake.write_partitions(TRANSACTION_FEATURES_TABLE, split_by_day(table, start, end))
+
+    def snapshot(d: dt.date) -> None:  # as the user_state and merchant_state assets compute day d
+        tx_files = lake.existing_partition_files(TRANSACTION_FEATURES_TABLE, days_back(d, LOOKBACK_DAYS))
+        label_files = lake.existing_partition_files(RAW_LABELS_TABLE, days_back(d, LOOKBACK_DAYS - 1))
+        as_of = snapshot_instant(d.isoformat())
+        lake.write_partition(USER_STATE_TABLE, d.isoformat(), compute_user_state(tx_files, as_of, lake))
+        lake.write_partition(MERCHANT_STATE_TABLE, d.isoformat(),
+                             compute_merchant_state(tx_files, label_files, as_of, lake))
+
+    with ThreadPoolExecutor(2) as pool:  # small DuckDB queries: two at a time hide their overheads
+        list(pool.map(snapshot, snapshot_days))
+    resources["feast"].apply()
+
+
+def train_champion(resources: dict, cutoff: dt.date, window_days: int, maturity_days: int,
+                   training: dict | None = None, instance=None) -> str:
+    """`training_set` (Feast point-in-time features, labels known before `cutoff`) and
+    `fraud_model` (Lightning, logged and registered in MLflow) in one Dagster run, as the retraining
+    job runs them; the registered version becomes champion. Returns the version.
+
+    `model_evaluation` is not run: the gate has its own tests (tests/test_training.py), and here
+    the model that monitoring watches must exist whatever the gate would say of it."""
+    import dagster as dg
+
+    from assets.training import fraud_model, training_set
+    from resources.mlflow_registry import CHALLENGER, CHAMPION
+
+    cutoff_ts = dt.datetime.combine(cutoff, dt.time()).isoformat()
+    result = dg.materialize(
+        [training_set, fraud_model], resources=resources, instance=instance,
+        run_config={"ops": {
+            "training_set": {"config": {"window_days": window_days, "maturity_days": maturity_days,
+                                        "cutoff": cutoff_ts}},
+            "fraud_model": {"config": {"accelerator": "cpu", **(training or {})}}}})
+    meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    version = str(meta["fraud_model"]["model_version"])
+    registry = resources["mlflow_registry"]
+    registry.set_alias(CHAMPION, version)
+    registry.delete_alias(CHALLENGER)
+    return version
+
+
+def champion_scores(resources: dict, version: str, days: list[dt.date]) -> dict[str, "np.ndarray"]:
+    """Scores of registry version `version` for every transaction of `days` (ISO day -> scores in
+    `world.transactions(day)` order): its serving artifact on the features Feast serves at each
+    request's time. The lake needs the days' snapshots up to the day before the last one."""
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+
+    from seldon.artifact import ServingModel
+
+    if not days:
+        return {}
+    world = resources["event_source"].world()
+    frames = [world.transactions(d) for d in days]
+    served = resources["feast"].training_frame(pd.concat(frames, ignore_index=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = ServingModel(resources["mlflow_registry"].serving_artifact(version, tmp))
+    scores = model.score_columns({c: served[c].to_numpy() for c in model.schema.feature_names})
+    bounds = np.cumsum([0] + [len(f) for f in frames])
+    return {d.isoformat(): scores[bounds[k]:bounds[k + 1]] for k, d in enumerate(days)}
 
 
 def write_prediction_log(lake_root, day: str, tx, scores, model_version: str = "1",
@@ -77,7 +176,8 @@ def reference_from_days(world, days: list[dt.date]):
 
 
 def register_stand_in_champion(registry) -> str:
-    """A registry version with the `champion` alias and no model behind it (the stand-in scores)."""
+    """A registry version with the `champion` alias and no model behind it, for tests that write
+    hand-made scores and only need a champion version to name."""
     from resources.mlflow_registry import CHAMPION
 
     mlflow, _ = registry.setup()
@@ -89,13 +189,16 @@ def register_stand_in_champion(registry) -> str:
     return str(version.version)
 
 
-def replay(resources: dict, instance, days: list[dt.date], policy, version: str = "1", engine: str = "numpy",
-           tick=None) -> list[dict]:
-    """Day by day as production would see it: the day's traffic in the prediction log and its
-    chargebacks in raw_labels, then drift_report and model_performance of the day, then a tick of
-    the drift sensor's logic (`tick(instance, cursor) -> (requests, cursor)`). Returns one record per day."""
+def replay(resources: dict, instance, days: list[dt.date], policy, scores: dict, version: str = "1",
+           engine: str = "numpy", tick=None) -> list[dict]:
+    """Day by day as production would see it: the day's traffic with its `scores` (ISO day ->
+    scores, e.g. `champion_scores`) in the prediction log, then drift_report and model_performance
+    of the day, then a tick of the drift sensor's logic (`tick(instance, cursor) -> (requests,
+    cursor)`). Returns one record per day.
+
+    The raw partitions must be in the lake already (`land_days`: the snapshots behind the scores
+    need them); model_performance of day D reads only the `raw_labels` partitions up to D."""
     import dagster as dg
-    import pyarrow as pa
 
     from assets import monitoring
     from sensors.drift import evaluate
@@ -105,9 +208,7 @@ def replay(resources: dict, instance, days: list[dt.date], policy, version: str 
     cursor, out = {}, []
     for d in days:
         day = d.isoformat()
-        tx = world.transactions(d)
-        write_prediction_log(lake, day, tx, stand_in_scores(world, d, tx), model_version=version)
-        lake.write_partition("raw_labels", day, pa.Table.from_pandas(world.labels(d), preserve_index=False))
+        write_prediction_log(lake, day, world.transactions(d), scores[day], model_version=version)
         result = dg.materialize([monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance],
                                 selection=[monitoring.drift_report, monitoring.model_performance], partition_key=day,
                                 resources=resources, instance=instance,
@@ -120,15 +221,11 @@ def replay(resources: dict, instance, days: list[dt.date], policy, version: str 
     return out
 
 
-def seed_history(resources: dict, days: list[dt.date], version: str = "1") -> None:
-    """Traffic and chargebacks of days before monitoring starts (no reports)."""
-    import pyarrow as pa
-
+def seed_history(resources: dict, days: list[dt.date], scores: dict, version: str = "1") -> None:
+    """Served traffic of days before monitoring starts (no reports), with its `scores`."""
     lake, world = resources["lake"], resources["event_source"].world()
     for d in days:
-        tx = world.transactions(d)
-        write_prediction_log(lake, d.isoformat(), tx, stand_in_scores(world, d, tx), model_version=version)
-        lake.write_partition("raw_labels", d.isoformat(), pa.Table.from_pandas(world.labels(d), preserve_index=False))
+        write_prediction_log(lake, d.isoformat(), world.transactions(d), scores[d.isoformat()], model_version=version)
 
 
 def write_reference(lake, world, days: list[dt.date], version: str = "1") -> None:
