@@ -240,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.server.plog:
                 pl = self.server.plog
                 m.gauges.update({"prediction_log_queue": pl.queue.qsize(), "prediction_log_rows_written": pl.rows_written,
-                                 "prediction_log_rejected": pl.rejected})
+                                 "prediction_log_rejected": pl.rejected, "prediction_log_queued_bytes": pl.queued_bytes})
             body = m.render().encode()
             return self._send(200, body, {"Content-Type": "text/plain; version=0.0.4"})
         if path == "/admin/state":
@@ -281,7 +281,9 @@ def main(argv=None):
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--timeout-s", type=float, default=5.0)
-    p.add_argument("--log-queue", type=int, default=10_000)
+    p.add_argument("--log-queue", type=int, default=10_000, help="requests waiting in the log's queue")
+    p.add_argument("--log-queue-mb", type=int, default=256, help="MB of request bodies the log holds unwritten")
+    p.add_argument("--log-writers", type=int, default=1, help="prediction-log files encoded at once (processes)")
     p.add_argument("--log-put-timeout-s", type=float, default=5.0)
     p.add_argument("--access-log", action="store_true")
     args = p.parse_args(argv)
@@ -289,7 +291,8 @@ def main(argv=None):
     auth = Authenticator(hs256_secret=_secret(args.jwt_secret_file, "DRIFTLINE_INGRESS_JWT_SECRET"),
                          rs256_public_key=_secret(args.jwt_public_key_file, "DRIFTLINE_INGRESS_JWT_PUBLIC_KEY"),
                          audience=args.jwt_audience)
-    plog = PredictionLog(args.lake, max_queue=args.log_queue, put_timeout_s=args.log_put_timeout_s) if args.lake else None
+    plog = PredictionLog(args.lake, max_queue=args.log_queue, put_timeout_s=args.log_put_timeout_s,
+                         max_queue_bytes=args.log_queue_mb << 20, writers=args.log_writers) if args.lake else None
     server = Ingress((args.host, args.port), Routes(args.manifest, args.endpoints), auth, plog, args.timeout_s,
                      access_log=args.access_log)
     scheme = "http"

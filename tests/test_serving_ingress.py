@@ -276,6 +276,222 @@ def test_tls_when_certificate_configured(tmp_path, stack):
     assert SECRET not in err.decode() and "Bearer" not in err.decode()
 
 
+# ------------------------------------------------------------ the prediction log's writer, in-process
+def _reference_features(body: bytes) -> list:
+    """What the per-row writer logged: one json.dumps per row."""
+    from seldon.predlog import feature_rows
+
+    return [json.dumps(row) for row in feature_rows(body)]
+
+
+def _odd_bodies() -> list:
+    import random
+
+    names, rows = sample_rows(50, seed=3)
+    out = [{"data": {"names": names, "ndarray": rows}},
+           {"data": {"names": names, "tensor": {"shape": [50, len(names)], "values": [v for r in rows for v in r]}}},
+           {"jsonData": {"user_id": 1, "amount": 2.5, "country": "FR"}},
+           {"jsonData": {"transactions": [{"user_id": 1}, {"user_id": 2, "x": None}]}},
+           {"data": {"names": [], "ndarray": [[1, 2]]}}, {"data": {"ndarray": [[1, 2]]}}, [1, 2], {"foo": 1},
+           {"data": {"names": ["a", "a"], "ndarray": [[1, 2]]}},
+           {"data": {"names": ["a", "b"], "ndarray": [[1], [2, 3]]}}]
+    strings = ["grocery", "é", 'q"uote', "back\\slash", "new\nline", "\u2028", "del\x7f", "x, y", "%s", "}, {", ""]
+    for s_ in strings:  # strings that json.dumps escapes and ones it does not
+        out.append({"data": {"names": ["s", "n"], "ndarray": [[s_, 1.5], [None, None], ["plain", 2]]}})
+    magnitudes = [0.0, -0.0, 1e-300, 5e-324, 1e-5, 9.99e-5, 1e-4, 0.1, 1 / 3, 1.0, 12.5, 1e9, 9999999999.5, 1e10, 1e15,
+                  1.5e16, 1e300, float("nan"), float("inf")]
+    for m in magnitudes:  # floats either side of the range Arrow formats like repr
+        out.append({"data": {"names": ["x", "y"], "ndarray": [[m, -m], [2.25, None], [3.0, 4.0]]}})
+    out.append({"data": {"names": ["i", "f", "b", "mix"], "ndarray": [[2 ** 70, 1.0, True, 1], [-3, 2.5, False, 1.5],
+                                                                       [None, None, None, "s"]]}})
+    rng = random.Random(5)
+    pool = [None, True, 0, -7, 1.5, 1e17, "a", "é", [1, {"k": "v"}], {"a": 1}]
+    for _ in range(200):
+        width, n = rng.randint(1, 5), rng.randint(1, 4)
+        names_ = rng.sample(["a", "b", "c%d", 'q"', "é", "k"], width)
+        rows_ = [[rng.choice(pool) for _ in range(width)] for _ in range(n)]
+        flat = [v for r in rows_ for v in r]
+        out.append({"data": {"names": names_, "ndarray": rows_}} if rng.random() < 0.5 else
+                   {"data": {"names": names_, "tensor": {"shape": [n, width], "values": flat}}})
+    return out
+
+
+def test_log_features_are_byte_identical_to_per_row_json():
+    from seldon.predlog import FeatureEncoder, feature_json
+
+    bodies = [json.dumps(b).encode() for b in _odd_bodies()] + [b"not json", b"", b"[" * 50_000]
+    for b in bodies:
+        assert feature_json(b).to_pylist() == _reference_features(b), b[:200]
+    # a flush's requests together, with the answered row counts (null-padded, or cut, like before)
+    encoder, expected = FeatureEncoder(chunk_rows=64), []
+    for i, b in enumerate(bodies[:60] * 3):
+        n = len(_reference_features(b)) + (i % 3 == 2) - (i % 5 == 4)
+        encoder.add(b, max(n, 0))
+        ref = _reference_features(b)[:max(n, 0)]
+        expected += ref + [None] * (max(n, 0) - len(ref))
+    assert encoder.finish().to_pylist() == expected
+
+
+def test_arrow_float_text_is_repr_within_its_range():
+    """The range `seldon.predlog` trusts Arrow's float formatting in: same text as repr (+ '.0')."""
+    import numpy as np
+    import pyarrow as pa
+
+    from seldon.predlog import _ARROW_FLOAT_RANGE
+
+    rng = np.random.default_rng(0)
+    lo, hi = (int(np.log10(b)) for b in _ARROW_FLOAT_RANGE)
+    for e in range(lo, hi):
+        low, high = 10.0 ** e, 10.0 ** (e + 1)
+        x = np.concatenate([rng.uniform(low, high, 20_000), np.round(rng.uniform(1, 10, 2_000), 2) * low,
+                            np.floor(rng.uniform(low, high, 2_000)), [low, np.nextafter(high, 0)]])
+        x = x[(x >= low) & (x < high)]
+        values = np.concatenate([x, -x]).tolist()
+        text = [t if "." in t else t + ".0" for t in pa.array(values, pa.float64()).cast(pa.string()).to_pylist()]
+        assert text == [repr(v) for v in values], e
+
+
+def _log_items(n_requests: int, rows: int = 3):
+    names, sample = sample_rows(rows * n_requests, seed=9)
+    for i in range(n_requests):
+        body_ = json.dumps({"data": {"names": names, "ndarray": sample[i * rows:(i + 1) * rows]}}).encode()
+        yield f"r{i}", "sub", "fraud", "main", "1", body_, [0.25] * rows, 0.002
+
+
+def test_log_back_pressure_refuses_after_timeout_and_loses_nothing(tmp_path):
+    import threading
+
+    from seldon.predlog import LogFull, PredictionLog
+
+    gate, stuck = threading.Event(), threading.Event()
+    plog = PredictionLog(tmp_path, max_queue=2, flush_interval_s=0.05, put_timeout_s=0.2, writers=1)
+    write = plog._write
+    plog._write = lambda day, items: (stuck.set(), gate.wait(), write(day, items))[-1]
+    items = list(_log_items(12))
+    plog.record(*items[0])
+    assert stuck.wait(5)  # the writer is stuck: the next batch waits for it, then the queue fills
+    accepted, refused = 1, 0
+    for item in items[1:]:
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        try:
+            plog.record(*item)
+            accepted += 1
+        except LogFull:
+            refused += 1
+            assert time.monotonic() - t0 >= 0.2  # blocked for the put timeout before refusing
+    assert refused > 0 and plog.rejected == refused and accepted >= 3, (accepted, refused)
+    gate.set()
+    plog.close()
+    table = pq.ParquetDataset(list((tmp_path / "prediction_log").glob("date=*/*.parquet"))).read()
+    assert table.num_rows == plog.rows_written == 3 * accepted
+    assert len(set(table.column("request_id").to_pylist())) == accepted
+
+
+def test_log_back_pressure_on_bytes(tmp_path):
+    """Big bodies: the bytes held unwritten are bounded too (a slow writer means 503s, not memory)."""
+    import threading
+
+    from seldon.predlog import LogFull, PredictionLog
+
+    items = list(_log_items(6, rows=40))
+    size = max(len(item[5]) for item in items)
+    gate = threading.Event()
+    plog = PredictionLog(tmp_path, flush_interval_s=0.05, put_timeout_s=0.2, max_queue_bytes=int(2.5 * size))
+    write = plog._write
+    plog._write = lambda day, batch: (gate.wait(), write(day, batch))[-1]
+    outcome = []
+    for item in items:
+        try:
+            plog.record(*item)
+            outcome.append("ok")
+        except LogFull:
+            outcome.append("full")
+    assert outcome == ["ok", "ok", "full", "full", "full", "full"]
+    assert plog.queued_bytes == len(items[0][5]) + len(items[1][5])
+    gate.set()
+    plog.close()
+    assert plog.rows_written == 80 and plog.queued_bytes == 0
+
+
+def test_log_failed_write_is_retried_and_schema_unchanged(tmp_path):
+    import pyarrow as pa
+
+    from seldon.predlog import PredictionLog
+
+    plog = PredictionLog(tmp_path, flush_interval_s=0.05)
+    write, failures = plog._write, []
+
+    def flaky(day, items):
+        if not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return write(day, items)
+
+    plog._write = flaky
+    items = list(_log_items(20))
+    for item in items:
+        plog.record(*item)
+    plog.close()
+    assert plog.write_errors == 1 and plog.rows_written == 60
+    table = pq.ParquetDataset(list((tmp_path / "prediction_log").glob("date=*/*.parquet"))).read()
+    assert table.schema.remove_metadata() == pa.schema([
+        ("request_id", pa.string()), ("row", pa.int32()), ("ts", pa.timestamp("us", tz="UTC")),
+        ("subject", pa.string()), ("deployment", pa.string()), ("predictor", pa.string()),
+        ("model_version", pa.string()), ("features", pa.string()), ("score", pa.float32()),
+        ("latency_ms", pa.float64()), ("date", table.schema.field("date").type)])
+    rows = sorted(table.to_pylist(), key=lambda r: (int(r["request_id"][1:]), r["row"]))
+    assert [r["features"] for r in rows] == [f for item in items for f in _reference_features(item[5])]
+    assert {r["latency_ms"] for r in rows} == {2.0} and {r["score"] for r in rows} == {0.25}
+
+
+def test_log_survives_its_writer_process_dying(tmp_path):
+    import signal
+
+    from seldon.predlog import PredictionLog
+
+    plog = PredictionLog(tmp_path, flush_interval_s=0.05)
+    items = list(_log_items(30))
+    for item in items[:10]:
+        plog.record(*item)
+    deadline = time.monotonic() + 30
+    while plog.rows_written < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert plog.rows_written == 30  # written by the writer process
+    for pool in plog._pools:
+        for pid in list((pool._processes or {}) if pool else {}):
+            os.kill(pid, signal.SIGKILL)
+    for item in items[10:]:
+        plog.record(*item)
+    plog.close()
+    table = pq.ParquetDataset(list((tmp_path / "prediction_log").glob("date=*/*.parquet"))).read()
+    assert table.num_rows == plog.rows_written == 90
+    assert sorted(set(table.column("request_id").to_pylist())) == sorted(item[0] for item in items)
+
+
+def test_monitoring_reads_the_log_the_ingress_writes(tmp_path):
+    """monitoring/data.py's reader (DuckDB json_transform over `features`) on the writer's files."""
+    import datetime as dt
+
+    from monitoring.data import read_prediction_window
+    from resources import Lake
+    from seldon.predlog import PredictionLog
+
+    plog = PredictionLog(tmp_path / "lake")
+    items = list(_log_items(5, rows=4))
+    for item in items:
+        plog.record(*item)
+    plog.close()
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    frame, total = read_prediction_window(Lake(root=str(tmp_path / "lake")), [day], ["category", "country"],
+                                          ["amount", "user_txn_count_24h"])
+    sent = [dict(zip(json.loads(item[5])["data"]["names"], row)) for item in items
+            for row in json.loads(item[5])["data"]["ndarray"]]
+    assert total == 20
+    assert sorted(frame["amount"]) == sorted(r["amount"] for r in sent)
+    assert sorted(frame["category"]) == sorted(r["category"] for r in sent)
+
+
 def _self_signed(tmp_path):
     import datetime as dt
     import ipaddress
