@@ -9,6 +9,7 @@ the 30-day window, so "known chargebacks" is a prefix count too.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
@@ -96,9 +97,13 @@ def compute_transaction_features(
 
     user_small, _ = _small_ids(_np(ev, "user_id"), span)
     merchant_small, merchant_uniq = _small_ids(_np(ev, "merchant_id"), span)
-    features = _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos)
-    features |= _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq, time_order,
-                                   start_us, lo_us, end_us, base, span, out_pos)
+    deltas = _load_label_deltas(con, label_files, lo_us, end_us)
+    # The merchant windows run beside the user windows: numpy's sorts and searches release the GIL.
+    with ThreadPoolExecutor(1, thread_name_prefix="merchant-windows") as pool:
+        merchant = pool.submit(_merchant_features, deltas, ts_scan, merchant_small, merchant_uniq, time_order,
+                               start_us, base, span, out_pos)
+        features = _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos)
+        features |= merchant.result()
     ts_out = ts_scan[keep]
     day_no = ts_out // DAY
     features["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
@@ -176,8 +181,8 @@ def _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us
     return {name: _to_output(values, dest, n_out) for name, values in out.items()}
 
 
-def _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq, time_order,
-                       start_us, lo_us, end_us, base, span, out_pos) -> dict:
+def _merchant_features(deltas, ts_scan, merchant_small, merchant_uniq, time_order,
+                       start_us, base, span, out_pos) -> dict:
     """Merchant 30-day counts and known chargebacks, from a (merchant, time) order."""
     morder = sw.stable_order_by(merchant_small, time_order)
     ts = ts_scan[morder]
@@ -186,7 +191,6 @@ def _merchant_features(con, label_files, ts_scan, merchant_small, merchant_uniq,
     qkeys = mkeys if rows is None else mkeys[rows]
     hi = sw.run_starts(mkeys) if rows is None else sw.run_starts(mkeys)[rows]
     count = hi - sw.window_bounds(mkeys, LOOKBACK, qkeys)
-    deltas = _load_label_deltas(con, label_files, lo_us, end_us)
     chargebacks = _known_chargebacks(deltas, merchant_uniq, qkeys, base, span, int(mkeys[-1] // span) + 1 if len(mkeys) else 0)
     dest = _destinations(out_pos, morder, rows)
     n_out = len(dest)
