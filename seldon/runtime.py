@@ -83,8 +83,12 @@ class Predictor:
             self.ready = False
         return self.ready
 
-    def restart(self):
+    def restart(self, new_port: bool = False):
+        """Start the process again; `new_port` for one that never came up (its port may have been
+        taken between choosing it and binding it: free_port cannot reserve it)."""
         _stop(self.proc)
+        if new_port:
+            self.port = free_port()
         self.restarts += 1
         self.ready = False
         self.proc = self._spawn()
@@ -157,7 +161,7 @@ class LocalRuntime:
                     self.retiring.append((old, time.monotonic() + RETIRE_AFTER_S))
             elif pred.proc.poll() is not None or time.monotonic() - since > self.ready_timeout_s:
                 log.warning("predictor %s failed to start; see %s", pname, pred.log_path)
-                pred.restart()
+                pred.restart(new_port=True)  # not in endpoints yet: nobody routes to the old port
                 self.pending[pname] = (pred, time.monotonic())
         for pname, pred in self.running.items():
             if pred.proc.poll() is not None:
