@@ -133,8 +133,13 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     assert mf.summary(current) == {"main": {"traffic": 100, "shadow": False, "version": v2}}
     main_results = [s for p, s in traffic.results if p == "main"]
     assert main_results and set(main_results) == {200}
-    r = requests.post(traffic.url, json=traffic.bodies[0], headers={"Authorization": f"Bearer {token(SECRET)}"})
-    assert r.json()["meta"]["tags"]["model_version"] == v2
+    # The ingress follows the runtime's endpoints on its next reload: v2 answers within seconds.
+    deadline, served = time.monotonic() + 20, None
+    while time.monotonic() < deadline and served != v2:
+        r = requests.post(traffic.url, json=traffic.bodies[0], headers={"Authorization": f"Bearer {token(SECRET)}"})
+        served = r.json()["meta"]["tags"]["model_version"]
+        time.sleep(0.2)
+    assert served == v2
 
 
 @pytest.mark.parametrize("interface", ["seldon.testing.FailingModel", "seldon.testing.SlowModel"])
