@@ -2,7 +2,6 @@
 its state, seen through headless Chromium as a person would."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from seldon.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -23,17 +23,11 @@ GROUPS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, DRIFTLINE_DATA_DIR=str(data), DAGSTER_HOME=str(data / "dagster_home"),
-               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{_free_port()}", PYTHONPATH=str(ROOT))
+               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{free_port()}", PYTHONPATH=str(ROOT))
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "scripts.demo", "--profile", "ci"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
@@ -64,7 +58,7 @@ def browser(demo):
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    port = _free_port()
+    port = free_port()
     # What `make dev` runs: the webserver and the daemon (`dagster dev`) and the serving stack.
     dev = subprocess.Popen([sys.executable, "-m", "scripts.dev", "--port", str(port)], cwd=ROOT, env=demo["env"],
                            stdout=open(demo["data"] / "dev.log", "w"), stderr=subprocess.STDOUT)

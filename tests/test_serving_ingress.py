@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,12 @@ import requests
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
 from seldon.testing import build_artifact, sample_rows, token
+from seldon.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def predictors(root: Path, canary_weight: int, shadow: bool = False):

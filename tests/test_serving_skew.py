@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from seldon import manifest as mf
 from seldon.testing import token
 
 from .conftest import make_resources
+from seldon.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
@@ -38,12 +38,6 @@ WORLD = dict(seed=21, n_users=250, n_merchants=60, events_per_day=500, fraud_rat
 DAYS = [(dt.date(2026, 10, 1) + dt.timedelta(days=k)).isoformat() for k in range(5)]
 N_TXNS = 8
 pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
