@@ -9,7 +9,7 @@ Hook into bench/run_impl.py (`impl == "spark"`):
 
     from bench.spark_impl import compute_features_spark
     table = compute_features_spark(tx_files, label_files, start, end, threads)
-    t1 = time.perf_counter(); pq.write_table(table, out, compression="zstd"); rows = table.num_rows
+    t1 = time.perf_counter(); write_parquet(table, out); rows = table.num_rows
 
 Standalone: python -m bench.spark_impl --lake DIR --start ISO --end ISO [--threads 2]
 """

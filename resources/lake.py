@@ -46,6 +46,14 @@ PARTITION_FILE = "data.parquet"
 LOCAL_SCHEMES = ("", "file")
 
 
+def write_parquet(data: pa.Table, where) -> None:
+    """zstd Parquet with dictionary pages only for text columns: for floats and ids a
+    dictionary rarely pays off, and trying it first costs about a third of the write time."""
+    text = [f.name for f in data.schema
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)]
+    pq.write_table(data, where, compression="zstd", use_dictionary=text)
+
+
 def is_remote_url(url: str) -> bool:
     """True for an object-store URL (s3://, gs://, ...); False for a local path or file:// URL."""
     scheme = urlparse(str(url)).scheme
@@ -212,7 +220,7 @@ class Lake(dg.ConfigurableResource):
         staging.mkdir(parents=True, exist_ok=True)
         tmp = staging / f"{target.parent.name}-{uuid.uuid4().hex}.parquet"
         try:
-            pq.write_table(data, tmp, compression="zstd")
+            write_parquet(data, tmp)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -221,7 +229,7 @@ class Lake(dg.ConfigurableResource):
     def _write_remote(self, target: str, data: pa.Table) -> str:
         """Serialised in memory, then one atomic upload to the final key (see the module doc)."""
         sink = pa.BufferOutputStream()
-        pq.write_table(data, sink, compression="zstd")
+        write_parquet(data, sink)
         self.fs.pipe_file(self._fs_path(target), sink.getvalue().to_pybytes())
         return target
 

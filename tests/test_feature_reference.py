@@ -251,8 +251,8 @@ def test_point_in_time(world, engine, tmp_path):
 
 @pytest.mark.parametrize("ids", ["raw", "wide", "huge"])
 def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp_path):
-    """Files whose rows are not in time order (a landing folder's), and ids too wide for the
-    fast paths (two radix digits; dense re-numbering beyond 2**31), give the reference's values."""
+    """Files whose rows are not in time order (a landing folder's), and ids too sparse to bucket
+    by directly ("wide": re-numbered densely; "huge": beyond 2**40), give the reference's values."""
     tx, labels = world
     scale = {"raw": (1, 0), "wide": (70_001, 0), "huge": (1_000_003, 2**40)}[ids]
     remap = (lambda s: s * scale[0] + scale[1])
@@ -264,17 +264,16 @@ def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp
     assert not problems, "\n".join(problems)
 
 
-def test_sorted_window_helpers():
+def test_bucket_order_is_a_stable_sort_by_key():
     import numpy as np
 
-    from resources.engines import sorted_windows as sw
+    from resources.engines import window_kernels as wk
 
     rng = np.random.default_rng(1)
-    ids = rng.integers(0, 3 * 2**16, 10_000)
-    assert (sw.stable_order_by(ids) == np.argsort(ids, kind="stable")).all()
-    keys = np.sort(rng.integers(0, 50, 1_000))
-    assert (sw.run_starts(keys) == np.searchsorted(keys, keys, "left")).all()
-    group = rng.integers(0, 40, 1_000)
-    wide = group + 2**58  # too wide to pack with the row index: the argsort path
-    expected = [max([j for j in range(i) if group[j] == group[i]], default=-1) for i in range(len(group))]
-    assert sw.previous_same(group).tolist() == expected == sw.previous_same(wide).tolist()
+    keys = rng.integers(0, 3 * 2**16, 10_000)
+    order, starts = wk.bucket_order(keys, 3 * 2**16, np.zeros(0, np.int64))
+    assert (order == np.argsort(keys, kind="stable")).all()
+    assert (starts[1:] - starts[:-1] == np.bincount(keys, minlength=3 * 2**16)).all()
+    base = rng.permutation(len(keys))  # "within a key, keep base's order"
+    order, _ = wk.bucket_order(keys, 3 * 2**16, base)
+    assert (order == base[np.argsort(keys[base], kind="stable")]).all()

@@ -1,9 +1,11 @@
-"""`transaction_features` on DuckDB: SQL scans, prunes and sorts the lake; the windows are
-binary searches over the sorted arrays (see `sorted_windows`).
+"""`transaction_features` on DuckDB: SQL scans and prunes the lake; compiled walks compute
+the windows (see `window_kernels`).
 
-One sort by (user, time) serves every user window; the merchant windows need only a sort of
-one int64 key. Chargebacks become a +1 at `label_ts` and a -1 when their transaction leaves
-the 30-day window, so "known chargebacks" is a prefix count too.
+Rows are bucketed once by user and once by merchant (stable, so time order holds inside a
+bucket). Each bucket is then walked in time order with one pointer per window edge, so all
+windows together cost O(n), not a search or a rescan per window. Chargebacks become a +1 at
+`label_ts` and a -1 when their transaction leaves the 30-day window, so "known chargebacks"
+is two more pointers in the merchant walk.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import sorted_windows as sw
+from . import window_kernels as wk
+
 
 US = 1_000_000
 HOUR = 3600 * US
@@ -79,157 +82,99 @@ def compute_transaction_features(
     end: dt.datetime,
 ) -> pa.Table:
     """Features for transactions with start <= event_ts < end, in the files' row order, from
-    the files given (which must cover [start - 30 d, end) for exact history). History rows are
-    sorted but never queried, so one day with 30 days of history costs ~one day of searches."""
+    the files given (which must cover [start - 30 d, end) for exact history). History rows only
+    move the windows along, so one day with 30 days of history costs little more than one day."""
     lo_us, start_us, end_us = _epoch_us(start) - LOOKBACK, _epoch_us(start), _epoch_us(end)
     if not transaction_files:
         return pa.table({c: [] for c in FEATURE_COLUMNS})
     ev = _load_events(con, transaction_files, lo_us, end_us)
-    ts_scan = _np(ev, "ts").astype(np.int64)
-    base = lo_us - 1
-    span = (end_us + LOOKBACK) - base + 1
-
-    # Partitions are written in time order, so the scan usually is; otherwise sort by time once.
-    in_time_order = bool(np.all(ts_scan[1:] >= ts_scan[:-1]))
-    time_order = None if in_time_order else np.argsort(ts_scan, kind="stable")
-    keep = ts_scan >= start_us
-    out_pos = _output_positions(keep)  # scan row -> output row (-1: history only)
-
-    user_small, _ = _small_ids(_np(ev, "user_id"), span)
-    merchant_small, merchant_uniq = _small_ids(_np(ev, "merchant_id"), span)
     deltas = _load_label_deltas(con, label_files, lo_us, end_us)
-    # The merchant windows run beside the user windows: numpy's sorts and searches release the GIL.
+    ts = _np(ev, "ts").astype(np.int64)
+    n = len(ts)
+    # Partitions are written in time order, so the scan usually is; otherwise sort by time once.
+    time_order = np.zeros(0, np.int64) if bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
+    keep = ts >= start_us
+    n_out = int(keep.sum())
+    out_pos = np.zeros(0, np.int64) if n_out == n else np.where(keep, np.cumsum(keep) - 1, -1)
+
+    users, n_users, _ = _small_ids(_np(ev, "user_id"))
+    merchants, n_merchants, merchant_uniq = _small_ids(_np(ev, "merchant_id"))
+    amount = _np(ev, "amount").astype(np.float64)
+    # Codes only compared for equality; a writable copy, as the kernels were compiled for.
+    country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    cb_starts, cb_plus, cb_minus = _chargebacks_by_merchant(deltas, merchant_uniq, n_merchants)
+
+    n_w = len(USER_WINDOWS)
+    user_floats = np.empty((n_out, n_w + 2), np.float64)
+    user_ints = np.empty((n_out, n_w + 3), np.int32)
+    merchant_rec = np.empty((n_out, 3), np.float64)
+
+    def user_pass():
+        order, starts = wk.bucket_order(users, n_users, time_order)
+        ts_w, amount_w, cents_w, merchant_w, country_w = wk.gather_by_order(order, ts, amount, merchants, country,
+                                                                            MICRO_UNITS)
+        wk.user_windows(order, starts, ts_w, amount_w, cents_w, merchant_w, n_merchants, country_w, out_pos, start_us,
+                        np.array(list(USER_WINDOWS.values()), np.int64), LOOKBACK, DAY, MICRO_UNITS,
+                        user_floats, user_ints)
+
+    def merchant_pass():
+        order, starts = wk.bucket_order(merchants, n_merchants, time_order)
+        wk.merchant_windows(order, starts, wk.gather(ts, order), out_pos, start_us, LOOKBACK,
+                            cb_starts, cb_plus, cb_minus, merchant_rec)
+
+    # The kernels release the GIL: the merchant walk runs beside the user walk.
     with ThreadPoolExecutor(1, thread_name_prefix="merchant-windows") as pool:
-        merchant = pool.submit(_merchant_features, deltas, ts_scan, merchant_small, merchant_uniq, time_order,
-                               start_us, base, span, out_pos)
-        features = _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos)
-        features |= merchant.result()
-    ts_out = ts_scan[keep]
+        merchant_done = pool.submit(merchant_pass)
+        user_pass()
+        merchant_done.result()
+    f: dict[str, np.ndarray] = {}
+    floats, ints, mcols = wk.columns_of(user_floats), wk.columns_of(user_ints), wk.columns_of(merchant_rec)
+    for k, name in enumerate(USER_WINDOWS):
+        f[f"user_amount_sum_{name}"] = floats[k]
+        f[f"user_txn_count_{name}"] = ints[k].astype(np.int64)
+    f["seconds_since_prev_txn"], f["amount_to_user_mean_30d"] = floats[n_w], floats[n_w + 1]
+    f["user_distinct_merchants_24h"] = ints[n_w].astype(np.int64)
+    f["is_new_merchant"], f["country_changed"] = ints[n_w + 1], ints[n_w + 2]
+    f["merchant_txn_count_30d"], f["merchant_cb_count_30d"] = mcols[0].astype(np.int64), mcols[1].astype(np.int64)
+    f["merchant_cb_rate_30d"] = mcols[2]
+    ts_out = ts[keep] if n_out < n else ts
     day_no = ts_out // DAY
-    features["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
-    features["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
+    f["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
+    f["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
 
     table = ev.drop_columns(["ts"])
-    if not keep.all():
+    if n_out < n:
         table = table.filter(pa.array(keep))
     for name in FEATURE_COLUMNS[8:]:
-        table = table.append_column(name, pa.array(features[name], from_pandas=True))  # NaN -> null
+        table = table.append_column(name, pa.array(f[name], from_pandas=True))  # NaN -> null
     return table.select(FEATURE_COLUMNS)
 
 
-def _output_positions(keep: np.ndarray) -> np.ndarray | None:
-    """Scan row -> output row (-1: history only); None when every row is output (identity)."""
-    if keep.all():
-        return None
-    return np.where(keep, np.cumsum(keep) - 1, -1)
-
-
-def _destinations(out_pos: np.ndarray | None, order: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    """Output rows of the queried rows of `order` (all of them when `rows` is None)."""
-    picked = order if rows is None else order[rows]
-    return picked if out_pos is None else out_pos[picked]
-
-
-def _to_output(values: np.ndarray, dest: np.ndarray, n_out: int) -> np.ndarray:
-    """Scatter per-query values into output (scan) row order."""
-    out = np.empty(n_out, dtype=values.dtype)
-    out[dest] = values
-    return out
-
-
-def _user_features(ev, ts_scan, user_small, merchant_small, time_order, start_us, base, span, out_pos) -> dict:
-    """Every user window from one (user, time) order: binary searches over packed keys."""
-    order = sw.stable_order_by(user_small, time_order)  # (user, time); ties keep scan order
-    ts = ts_scan[order]
-    user_ids = user_small[order]
-    ukeys = sw.pack_keys(user_ids, ts - base, span)
-    hi_all = sw.run_starts(ukeys)  # first row at the same instant: the window excludes ties
-    amount_all = _np(ev, "amount")[order]
-    csum = sw.prefix(np.rint(amount_all * MICRO_UNITS).astype(np.int64))
-
-    rows = None if out_pos is None else np.flatnonzero(ts >= start_us)  # rows to answer for
-    pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-    qkeys, hi, amount, qts = pick(ukeys), pick(hi_all), pick(amount_all), pick(ts)
-    dest = _destinations(out_pos, order, rows)
-    n_out = len(dest)
-
-    out: dict[str, np.ndarray] = {}
-    for name, width in USER_WINDOWS.items():
-        lo = sw.window_bounds(ukeys, width, qkeys)
-        out[f"user_txn_count_{name}"] = hi - lo
-        out[f"user_amount_sum_{name}"] = (csum[hi] - csum[lo]) / MICRO_UNITS
-    lo24 = sw.window_bounds(ukeys, DAY, qkeys)
-    lo30 = sw.window_bounds(ukeys, LOOKBACK, qkeys)
-    count30 = hi - lo30
-    sum30 = (csum[hi] - csum[lo30]) / MICRO_UNITS
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["amount_to_user_mean_30d"] = np.where(count30 > 0, amount * count30 / sum30, np.nan)
-    prev = hi - 1
-    has_prev = prev >= lo30
-    prev_safe = np.where(has_prev, prev, 0)
-    out["seconds_since_prev_txn"] = np.where(has_prev, (qts - ts[prev_safe]) / US, np.nan)
-    country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False)[order]
-    out["country_changed"] = (has_prev & (country[prev_safe] != pick(country))).astype(np.int32)
-
-    # Merchant recency per user: previous visit of the same (user, merchant).
-    merchant_ids = merchant_small[order]
-    n_merchants = int(merchant_ids.max()) + 1 if len(merchant_ids) else 1
-    prev_same = sw.previous_same(user_ids * np.int64(n_merchants) + merchant_ids)
-    out["user_distinct_merchants_24h"] = sw.distinct_in_window(lo24, hi, prev_same)
-    last_visit = sw.last_strictly_before(prev_same, hi, rows)
-    out["is_new_merchant"] = (last_visit < lo30).astype(np.int32)
-    return {name: _to_output(values, dest, n_out) for name, values in out.items()}
-
-
-def _merchant_features(deltas, ts_scan, merchant_small, merchant_uniq, time_order,
-                       start_us, base, span, out_pos) -> dict:
-    """Merchant 30-day counts and known chargebacks, from a (merchant, time) order."""
-    morder = sw.stable_order_by(merchant_small, time_order)
-    ts = ts_scan[morder]
-    mkeys = sw.pack_keys(merchant_small[morder], ts - base, span)
-    rows = None if out_pos is None else np.flatnonzero(ts >= start_us)
-    qkeys = mkeys if rows is None else mkeys[rows]
-    hi = sw.run_starts(mkeys) if rows is None else sw.run_starts(mkeys)[rows]
-    count = hi - sw.window_bounds(mkeys, LOOKBACK, qkeys)
-    chargebacks = _known_chargebacks(deltas, merchant_uniq, qkeys, base, span, int(mkeys[-1] // span) + 1 if len(mkeys) else 0)
-    dest = _destinations(out_pos, morder, rows)
-    n_out = len(dest)
-    return {
-        "merchant_txn_count_30d": _to_output(count, dest, n_out),
-        "merchant_cb_count_30d": _to_output(chargebacks, dest, n_out),
-        "merchant_cb_rate_30d": _to_output(chargebacks / np.maximum(count, 1), dest, n_out),
-    }
-
-
-def _small_ids(values: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Ids usable in packed keys: the ids themselves when small enough (the common case, no
-    extra sort), else dense 0..k-1 ids with the sorted distinct values."""
+def _small_ids(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Ids 0..k-1 to bucket rows by: the ids themselves when small and non-negative (the common
+    case, no extra sort), else dense ids with the sorted distinct values."""
     values = values.astype(np.int64)
-    if len(values) == 0 or (values.min() >= 0 and values.max() < (2**62) // span and values.max() < 2**31):
-        return values, None
-    ids, uniq = sw.dense_ids(values, sorted_input=False)
-    return ids.astype(np.int64), uniq
+    if len(values) == 0:
+        return values, 0, None
+    low, high = int(values.min()), int(values.max())
+    if low >= 0 and high < max(4 * len(values), 1 << 20):
+        return values, high + 1, None
+    uniq, ids = np.unique(values, return_inverse=True)
+    return ids.astype(np.int64), len(uniq), uniq
 
 
-def _known_chargebacks(deltas, merchant_uniq, mkeys, base, span, limit) -> np.ndarray:
-    """Chargebacks counted at t: +1 once label_ts < t, -1 once event_ts + 30 d < t.
-    `mkeys` are the transactions' packed (merchant, time) keys, sorted; `limit` bounds the
-    merchant ids when they are used as they are."""
+def _chargebacks_by_merchant(deltas: pa.Table, merchant_uniq, n_merchants: int):
+    """Each merchant's chargeback +1 times (label_ts) and -1 times (event_ts + 30 d), sorted,
+    laid out by merchant (CSR offsets); merchants without events in the scan are dropped."""
     lm = _np(deltas, "merchant_id").astype(np.int64)
-    if merchant_uniq is None:  # merchant ids are used as they are
-        known = (lm >= 0) & (lm < limit)
-        pos = lm[known]
+    if merchant_uniq is None:
+        known = (lm >= 0) & (lm < n_merchants)
+        ids = lm[known]
     else:
         pos = np.searchsorted(merchant_uniq, lm)
         known = (pos < len(merchant_uniq)) & (merchant_uniq[np.minimum(pos, len(merchant_uniq) - 1)] == lm)
-        pos = pos[known]
-    plus = np.maximum(_np(deltas, "plus_us")[known] - base, 0)
-    minus = _np(deltas, "minus_us")[known] - base
-    plus_keys = np.sort(sw.pack_keys(pos, plus, span))
-    minus_keys = np.sort(sw.pack_keys(pos, minus, span))
-    # Keys of earlier merchants come first in the packed order: subtract, per merchant, the
-    # count of events of all merchants before it (one search per merchant, not per row).
-    run, merchants = sw.dense_ids(mkeys // span, sorted_input=True)
-    starts = merchants * span
-    before = np.searchsorted(plus_keys, starts, "left") - np.searchsorted(minus_keys, starts, "left")
-    return (np.searchsorted(plus_keys, mkeys, "left") - np.searchsorted(minus_keys, mkeys, "left")) - before[run]
+        ids = pos[known]
+    plus, minus = _np(deltas, "plus_us")[known].astype(np.int64), _np(deltas, "minus_us")[known].astype(np.int64)
+    starts = np.zeros(n_merchants + 1, np.int64)
+    np.cumsum(np.bincount(ids, minlength=n_merchants), out=starts[1:])
+    return starts, plus[np.lexsort((plus, ids))], minus[np.lexsort((minus, ids))]
