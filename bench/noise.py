@@ -1,13 +1,17 @@
-"""How much CPU other processes took while a benchmark ran.
+"""How much CPU other processes took while benchmark runs ran.
 
 The load average cannot tell: the benchmark's own threads raise it. Instead, this compares the
-machine's busy CPU time (/proc/stat) with what this process and its children used (rusage).
+machine's busy CPU time (/proc/stat) with what the runs' processes used (rusage of the waited
+children). A run whose grandchildren are not waited for (Spark's JVM) must be left out, or its
+CPU time would count as other work.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import time
+from contextlib import contextmanager
 
 
 def _busy_seconds() -> float | None:
@@ -29,16 +33,26 @@ def _own_seconds() -> float:
 
 
 class OtherWork:
-    """`start()` before the runs, `share(wall_seconds)` after: other processes' CPU time as a
-    share of what the machine had (None where /proc/stat is missing)."""
+    """Wrap each measured run in `measured()`; `share()` is other processes' CPU time as a share
+    of what the machine had during those runs (None where /proc/stat is missing)."""
 
-    def start(self) -> "OtherWork":
-        self._busy, self._own = _busy_seconds(), _own_seconds()
-        return self
+    def __init__(self) -> None:
+        self.busy = self.own = self.wall = 0.0
+        self.available = _busy_seconds() is not None
 
-    def share(self, wall_seconds: float) -> float | None:
-        busy = _busy_seconds()
-        if busy is None or self._busy is None or wall_seconds <= 0:
+    @contextmanager
+    def measured(self):
+        busy0, own0, t0 = _busy_seconds(), _own_seconds(), time.perf_counter()
+        try:
+            yield
+        finally:
+            busy1 = _busy_seconds()
+            if busy0 is not None and busy1 is not None:
+                self.busy += busy1 - busy0
+                self.own += _own_seconds() - own0
+                self.wall += time.perf_counter() - t0
+
+    def share(self) -> float | None:
+        if not self.available or self.wall <= 0:
             return None
-        other = max(0.0, (busy - self._busy) - (_own_seconds() - self._own))
-        return other / (wall_seconds * (os.cpu_count() or 1))
+        return max(0.0, self.busy - self.own) / (self.wall * (os.cpu_count() or 1))
