@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -104,39 +105,12 @@ def compute_transaction_features(
     country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int32)
     cb_starts, cb_plus, cb_minus = _chargebacks_by_merchant(deltas, merchant_uniq, n_merchants)
 
-    n_w = len(USER_WINDOWS)
-    user_floats = np.empty((n_out, n_w + 2), np.float64)
-    user_ints = np.empty((n_out, n_w + 3), np.int32)
-    merchant_rec = np.empty((n_out, 3), np.float64)
-
-    def user_pass():
-        order, starts = wk.bucket_order(users, n_users, time_order)
-        ts_w, amount_w, cents_w, merchant_w, country_w = wk.gather_by_order(order, ts, amount, merchants, country,
-                                                                            MICRO_UNITS)
-        wk.user_windows(order, starts, ts_w, amount_w, cents_w, merchant_w, n_merchants, country_w, out_pos, start_us,
-                        np.array(list(USER_WINDOWS.values()), np.int64), LOOKBACK, DAY, MICRO_UNITS,
-                        user_floats, user_ints)
-
-    def merchant_pass():
-        order, starts = wk.bucket_order(merchants, n_merchants, time_order)
-        wk.merchant_windows(order, starts, wk.gather(ts, order), out_pos, start_us, LOOKBACK,
-                            cb_starts, cb_plus, cb_minus, merchant_rec)
-
+    walks = _WalkInputs(ts, time_order, out_pos, n_out, start_us)
     # The kernels release the GIL: the merchant walk runs beside the user walk.
     with ThreadPoolExecutor(1, thread_name_prefix="merchant-windows") as pool:
-        merchant_done = pool.submit(merchant_pass)
-        user_pass()
-        merchant_done.result()
-    f: dict[str, np.ndarray] = {}
-    floats, ints, mcols = wk.columns_of(user_floats), wk.columns_of(user_ints), wk.columns_of(merchant_rec)
-    for k, name in enumerate(USER_WINDOWS):
-        f[f"user_amount_sum_{name}"] = floats[k]
-        f[f"user_txn_count_{name}"] = ints[k].astype(np.int64)
-    f["seconds_since_prev_txn"], f["amount_to_user_mean_30d"] = floats[n_w], floats[n_w + 1]
-    f["user_distinct_merchants_24h"] = ints[n_w].astype(np.int64)
-    f["is_new_merchant"], f["country_changed"] = ints[n_w + 1], ints[n_w + 2]
-    f["merchant_txn_count_30d"], f["merchant_cb_count_30d"] = mcols[0].astype(np.int64), mcols[1].astype(np.int64)
-    f["merchant_cb_rate_30d"] = mcols[2]
+        merchant = pool.submit(_merchant_features, walks, merchants, n_merchants, cb_starts, cb_plus, cb_minus)
+        f = _user_features(walks, users, n_users, amount, merchants, n_merchants, country)
+        f |= merchant.result()
     ts_out = ts[keep] if n_out < n else ts
     day_no = ts_out // DAY
     f["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
@@ -148,6 +122,53 @@ def compute_transaction_features(
     for name in FEATURE_COLUMNS[8:]:
         table = table.append_column(name, pa.array(f[name], from_pandas=True))  # NaN -> null
     return table.select(FEATURE_COLUMNS)
+
+
+# The kernels' per-row records, slot by slot (see `window_kernels.user_windows`).
+USER_FLOAT_SLOTS = [f"user_amount_sum_{w}" for w in USER_WINDOWS] + ["seconds_since_prev_txn",
+                                                                    "amount_to_user_mean_30d"]
+USER_INT_SLOTS = [f"user_txn_count_{w}" for w in USER_WINDOWS] + ["user_distinct_merchants_24h", "is_new_merchant",
+                                                                 "country_changed"]
+MERCHANT_SLOTS = ["merchant_txn_count_30d", "merchant_cb_count_30d", "merchant_cb_rate_30d"]
+# The spec's types (docs/features.md): integer features are int64 but for the two flags.
+FEATURE_DTYPES = ({name: np.float64 for name in USER_FLOAT_SLOTS + ["merchant_cb_rate_30d"]}
+                  | {"is_new_merchant": np.int32, "country_changed": np.int32})
+
+
+@dataclass(frozen=True)
+class _WalkInputs:
+    """What both walks share: scan times, the time order (empty: the scan is in time order),
+    scan row -> output row (empty: identity) and the first output instant."""
+    ts: np.ndarray
+    time_order: np.ndarray
+    out_pos: np.ndarray
+    n_out: int
+    start_us: int
+
+
+def _columns(records: np.ndarray, slots: list[str]) -> dict[str, np.ndarray]:
+    """Per-row records to named feature columns of the spec's types."""
+    columns = wk.columns_of(records)
+    return {name: columns[k].astype(FEATURE_DTYPES.get(name, np.int64), copy=False) for k, name in enumerate(slots)}
+
+
+def _user_features(w: _WalkInputs, users, n_users, amount, merchants, n_merchants, country) -> dict:
+    order, starts = wk.bucket_order(users, n_users, w.time_order)
+    ts_w, amount_w, cents_w, merchant_w, country_w = wk.gather_by_order(order, w.ts, amount, merchants, country,
+                                                                        MICRO_UNITS)
+    floats = np.empty((w.n_out, len(USER_FLOAT_SLOTS)), np.float64)
+    ints = np.empty((w.n_out, len(USER_INT_SLOTS)), np.int32)
+    wk.user_windows(order, starts, ts_w, amount_w, cents_w, merchant_w, n_merchants, country_w, w.out_pos, w.start_us,
+                    np.array(list(USER_WINDOWS.values()), np.int64), LOOKBACK, DAY, MICRO_UNITS, floats, ints)
+    return _columns(floats, USER_FLOAT_SLOTS) | _columns(ints, USER_INT_SLOTS)
+
+
+def _merchant_features(w: _WalkInputs, merchants, n_merchants, cb_starts, cb_plus, cb_minus) -> dict:
+    order, starts = wk.bucket_order(merchants, n_merchants, w.time_order)
+    records = np.empty((w.n_out, len(MERCHANT_SLOTS)), np.float64)
+    wk.merchant_windows(order, starts, wk.gather(w.ts, order), w.out_pos, w.start_us, LOOKBACK,
+                        cb_starts, cb_plus, cb_minus, records)
+    return _columns(records, MERCHANT_SLOTS)
 
 
 def _small_ids(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray | None]:
