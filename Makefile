@@ -4,22 +4,23 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SERVING_VENV := .venv-serving
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
-export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup demo test dev bench-features bench-train bench-serving bench-drift clean lock
+.PHONY: setup demo test dev bench-features bench-train bench-serving bench-drift bench-import clean lock
 
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
 
-# Installs exactly the tested set: direct pins in *.in, everything else fixed by *.lock.
-$(VENV)/.installed: requirements/orchestration.in requirements/test.in requirements/orchestration.lock
+# Both environments install the project editable, exactly the tested set: direct dependencies in
+# pyproject.toml (seldon/requirements.txt for serving), every other version fixed by the lock.
+PIP := pip install --quiet --disable-pip-version-check
+
+$(VENV)/.installed: pyproject.toml requirements/orchestration.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/orchestration.in \
-		-r requirements/test.in -c requirements/orchestration.lock
+	$(VENV)/bin/$(PIP) -e '.[test]' -c requirements/orchestration.lock
 	@touch $@
 
-$(SERVING_VENV)/.installed: requirements/serving.in requirements/serving.lock
+$(SERVING_VENV)/.installed: seldon/pyproject.toml seldon/requirements.txt requirements/serving.lock
 	@test -x $(SERVING_VENV)/bin/python || $(PYTHON) -m venv $(SERVING_VENV)
-	$(SERVING_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/serving.in -c requirements/serving.lock
+	$(SERVING_VENV)/bin/$(PIP) -e './seldon[test]' -c requirements/serving.lock
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: deployment/local/dagster.yaml
@@ -27,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml: deployment/local/dagster.yaml
 	cp $< $@
 
 demo: setup $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/python -m scripts.demo
+	$(VENV)/bin/driftline demo
 
 test: setup
 	@bash scripts/ensure_browser.sh
@@ -35,7 +36,7 @@ test: setup
 
 # The Dagster UI + daemon (sensors on) and the serving stack of the last deployment.
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/python -m scripts.dev
+	$(VENV)/bin/driftline dev
 
 bench-features: setup
 	$(VENV)/bin/python -m bench.bench_features
@@ -49,7 +50,12 @@ bench-serving: setup
 bench-drift: setup
 	$(VENV)/bin/python -m bench.bench_drift
 
-# Re-resolve the lock files after changing a direct dependency in requirements/*.in.
+# `import definitions` (what every Dagster process pays): median of five fresh processes.
+bench-import: setup
+	$(VENV)/bin/python -m bench.bench_import
+
+# Re-pin the lock files after changing a direct dependency (pyproject.toml, seldon/requirements.txt)
+# and running `make setup`.
 lock:
 	$(VENV)/bin/pip freeze --exclude-editable > requirements/orchestration.lock
 	$(SERVING_VENV)/bin/pip freeze --exclude-editable > requirements/serving.lock

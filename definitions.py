@@ -1,19 +1,24 @@
 """The Dagster code location: assets, checks, jobs, sensors and the resources of the
-environment (DRIFTLINE_ENV). Heavy libraries are imported inside asset bodies only."""
+environment (DRIFTLINE_ENV). Heavy libraries are imported inside asset bodies only; settings
+(driftline/settings.py) are read once, here, when the code location loads."""
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
 from assets import deployment, evaluation, feature_store, features, ingestion, monitoring, training
-from resources import LandingFolderEventSource, resources_for_env
+from driftline import settings
+from resources import CanaryPolicy, LandingFolderEventSource, resources_for_env
 from sensors.canary import build_canary_sensor, canary_rollout_job
 from sensors.drift import RetrainPolicy, build_drift_sensor, retrain_job
 from sensors.landing import build_landing_sensor
 
-RESOURCES = resources_for_env()
+SETTINGS = settings.load()
+# The canary rollout: its steps and checks (resources/canary_policy.py holds the defaults; change
+# them here, e.g. CanaryPolicy(steps=[5, 20, 50, 100], max_error_rate=0.02)). The
+# seldon_deployment asset and canary_sensor both read it from the seldon_target resource.
+CANARY_POLICY = CanaryPolicy()
+RESOURCES = resources_for_env(SETTINGS.env, canary=CANARY_POLICY)
 
 ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment, monitoring]
 
@@ -35,10 +40,9 @@ landing_sensor = build_landing_sensor(
 )
 
 
-
 def _executor():
     """Each step in its own pod under the production profile; in-process/multiprocess locally."""
-    if os.environ.get("DRIFTLINE_ENV", "local") != "k8s":
+    if SETTINGS.env != "k8s":
         return None
     from dagster_k8s import k8s_job_executor
 
@@ -48,9 +52,9 @@ def _executor():
 
 
 # Automation is on by default; `make demo` shortens the intervals (seconds) and the drift episode.
-SENSOR_INTERVAL_S = int(os.environ.get("DRIFTLINE_SENSOR_INTERVAL_S", 30))
+SENSOR_INTERVAL_S = SETTINGS.sensor_interval_s
 drift_sensor = build_drift_sensor(
-    RetrainPolicy(min_drifted_windows=int(os.environ.get("DRIFTLINE_DRIFT_MIN_WINDOWS", 2))),
+    RetrainPolicy(min_drifted_windows=SETTINGS.drift_min_windows),
     interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 canary_sensor = build_canary_sensor(interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 # The assets' AutomationConditions (features follow new raw partitions, drift_report after each
@@ -58,8 +62,7 @@ canary_sensor = build_canary_sensor(interval_s=SENSOR_INTERVAL_S, default_status
 # stopped. DRIFTLINE_AUTOMATION=off leaves it stopped (then switch it on in the UI).
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor", target=dg.AssetSelection.all(), minimum_interval_seconds=SENSOR_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.STOPPED if os.environ.get("DRIFTLINE_AUTOMATION") == "off"
-    else dg.DefaultSensorStatus.RUNNING)
+    default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),

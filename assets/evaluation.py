@@ -13,8 +13,6 @@ from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
 
 from .training import fraud_model, read_splits
 
-STATUS_TAG = "driftline.evaluation"
-
 
 class EvaluationConfig(dg.Config):
     max_pr_auc_drop: float = 0.02  # the challenger may trail the champion by at most this much
@@ -124,18 +122,14 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     passed, reason = decide(rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config, baseline_se,
                             champion_se)
 
-    client = mlflow_registry.client()
-    name = mlflow_registry.model_name
-    client.set_model_version_tag(name, challenger.version, STATUS_TAG, "passed" if passed else "rejected")
-    client.set_model_version_tag(name, challenger.version, f"{STATUS_TAG}.reason", reason)
+    mlflow_registry.mark_evaluated(challenger.version, passed, reason)
     if passed and champion is None:
-        mlflow_registry.set_alias(CHAMPION, challenger.version)
-        mlflow_registry.delete_alias(CHALLENGER)
+        mlflow_registry.make_champion(challenger.version)
         action = f"v{challenger.version} became the first champion"
     elif passed:
         action = f"v{challenger.version} goes on as canary against champion v{champion.version}"
     else:
-        mlflow_registry.delete_alias(CHALLENGER)
+        mlflow_registry.drop_challenger()
         action = f"v{challenger.version} rejected; champion {f'v{champion.version}' if champion else 'none'} unchanged"
     context.log.info(f"{action}: {reason}")
     table = _markdown(rows)

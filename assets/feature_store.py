@@ -6,7 +6,8 @@ sources are daily snapshots stamped at the materialization instant T = end of da
 latest snapshot stamped <= t: exactly what the online store held at t. See docs/feast.md.
 
 Snapshots also carry a "tombstone" row (every feature null) for each entity whose last
-activity just left the 30-day window (active in [T-31d, T), not in [T-30d, T)). Online
+activity just left the lookback (active in [T-31d, T), not in [T-30d, T), with the lookback
+of driftline.spec; windows and names come from there too). Online
 writes are upserts, so without it the online store would keep serving the entity's stale
 state while the offline join returns nothing: the tombstone makes both say "no history".
 """
@@ -21,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.partitions import LOOKBACK_DAYS, daily_partitions, day_bounds, days_back, parse_day
-from resources.feast_repo.schema import (
+from driftline import spec
+from driftline.spec import (
     MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, SNAPSHOT_TS, USER_STATE_FEATURES, USER_STATE_TABLE,
 )
 from resources.feast_store import FeastStore
@@ -38,6 +40,8 @@ USER_STATE_SCHEMA = pa.schema(
 MERCHANT_STATE_SCHEMA = pa.schema(
     [("merchant_id", pa.int64()), (SNAPSHOT_TS, pa.timestamp("us", tz="UTC"))]
     + [(n, _ARROW[t]) for n, t in MERCHANT_STATE_FEATURES.items()])
+# Null only in tombstone rows: tells active entities from tombstoned ones.
+_FIRST_USER_FEATURE = next(iter(USER_STATE_FEATURES))
 
 
 def _connect(lake: Lake | None = None):
@@ -59,10 +63,26 @@ def _ts_sql(ts: dt.datetime) -> str:
     return f"TIMESTAMP '{ts:%Y-%m-%d %H:%M:%S}'"
 
 
-def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: Lake | None = None) -> pa.Table:
-    """One row per user with a transaction in [as_of - 31d, as_of), stamped `as_of` (naive UTC).
+# Rows a snapshot reads: the lookback plus the day before it, whose entities get tombstones.
+_SNAPSHOT_READS = f"{spec.LOOKBACK.sql} - INTERVAL 1 DAY"
 
-    Features use [as_of - 30d, as_of); users active only on the day before that window get a
+
+def _user_window_aggregates(t: str) -> str:
+    """count and ordered sum per user window of the snapshot (ordered sums: a re-run yields
+    bit-identical values)."""
+    lines = []
+    for w in spec.STATE_USER_WINDOWS:
+        since = f"FILTER (WHERE ts >= {t} - {w.sql})"
+        lines += [f"count(*) {since} AS {spec.user_txn_count(w)}",
+                  f"coalesce(sum(amount ORDER BY ts, event_id) {since}, 0.0) AS {spec.user_amount_sum(w)}"]
+    return ",\n               ".join(lines)
+
+
+def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: Lake | None = None) -> pa.Table:
+    """One row per user with a transaction in [as_of - lookback - 1d, as_of), stamped `as_of`
+    (naive UTC).
+
+    Features use [as_of - lookback, as_of); users active only on the day before that window get a
     tombstone row (all features null). `lake`: the lake the files are in, when it is remote.
     """
     if not transaction_files:
@@ -73,19 +93,17 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: L
         SELECT user_id::BIGINT AS user_id, merchant_id::BIGINT AS merchant_id, amount::DOUBLE AS amount,
                country::VARCHAR AS country, event_ts::TIMESTAMP AS ts, event_id::VARCHAR AS event_id
         FROM read_parquet({_files_sql(transaction_files)}, union_by_name = true, hive_partitioning = false)
-        WHERE event_ts::TIMESTAMP < {t} AND event_ts::TIMESTAMP >= {t} - INTERVAL 31 DAY
+        WHERE event_ts::TIMESTAMP < {t} AND event_ts::TIMESTAMP >= {t} - {_SNAPSHOT_READS}
     ),
     agg AS (  -- ordered float sums: a re-run yields bit-identical values
         SELECT user_id,
-               count(*) FILTER (WHERE ts >= {t} - INTERVAL 24 HOUR) AS user_txn_count_24h,
-               coalesce(sum(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - INTERVAL 24 HOUR), 0.0) AS user_amount_sum_24h,
-               count(*) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY) AS user_txn_count_7d,
-               coalesce(sum(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY), 0.0) AS user_amount_sum_7d,
-               avg(amount ORDER BY ts, event_id) AS user_mean_amount_30d,
-               count(DISTINCT merchant_id) FILTER (WHERE ts >= {t} - INTERVAL 7 DAY) AS user_distinct_merchants_7d,
-               epoch_us(max(ts)) / 1e6 AS user_last_txn_epoch_s,
-               arg_max(country, (ts, event_id)) AS user_last_country
-        FROM tx WHERE ts >= {t} - INTERVAL 30 DAY
+               {_user_window_aggregates(t)},
+               avg(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - {spec.USER_MEAN.sql}) AS {spec.USER_MEAN_AMOUNT},
+               count(DISTINCT merchant_id) FILTER (WHERE ts >= {t} - {spec.STATE_DISTINCT_MERCHANTS.sql})
+                   AS {spec.USER_STATE_DISTINCT_MERCHANTS},
+               epoch_us(max(ts)) / 1e6 AS {spec.USER_LAST_TXN_EPOCH_S},
+               arg_max(country, (ts, event_id)) AS {spec.USER_LAST_COUNTRY}
+        FROM tx WHERE ts >= {t} - {spec.LOOKBACK.sql}
         GROUP BY user_id
     )
     SELECT u.user_id, {t} AS {SNAPSHOT_TS}, {", ".join(f"agg.{c}" for c in USER_STATE_FEATURES)}
@@ -99,9 +117,10 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: L
 
 def compute_merchant_state(transaction_files: list[str], label_files: list[str], as_of: dt.datetime,
                            lake: Lake | None = None) -> pa.Table:
-    """One row per merchant with a transaction in [as_of - 31d, as_of), stamped `as_of`.
+    """One row per merchant with a transaction in [as_of - lookback - 1d, as_of), stamped `as_of`.
 
-    Chargebacks count labels with label_ts < as_of for transactions with event_ts >= as_of - 30d.
+    Chargebacks count labels with label_ts < as_of for transactions with event_ts >= as_of - the
+    merchant window.
     """
     if not transaction_files:
         return MERCHANT_STATE_SCHEMA.empty_table()
@@ -111,7 +130,7 @@ def compute_merchant_state(transaction_files: list[str], label_files: list[str],
         SELECT merchant_id::BIGINT AS merchant_id, count(DISTINCT event_id) AS cb
         FROM read_parquet({_files_sql(label_files)}, union_by_name = true, hive_partitioning = false)
         WHERE coalesce(is_fraud, true) AND label_ts::TIMESTAMP < {t}
-          AND event_ts::TIMESTAMP >= {t} - INTERVAL 30 DAY AND event_ts::TIMESTAMP < {t}
+          AND event_ts::TIMESTAMP >= {t} - {spec.MERCHANT.sql} AND event_ts::TIMESTAMP < {t}
         GROUP BY 1"""
     else:
         labels = "SELECT NULL::BIGINT AS merchant_id, 0::BIGINT AS cb WHERE false"
@@ -119,15 +138,15 @@ def compute_merchant_state(transaction_files: list[str], label_files: list[str],
     WITH tx AS (
         SELECT merchant_id::BIGINT AS merchant_id, event_ts::TIMESTAMP AS ts
         FROM read_parquet({_files_sql(transaction_files)}, union_by_name = true, hive_partitioning = false)
-        WHERE event_ts::TIMESTAMP < {t} AND event_ts::TIMESTAMP >= {t} - INTERVAL 31 DAY
+        WHERE event_ts::TIMESTAMP < {t} AND event_ts::TIMESTAMP >= {t} - {_SNAPSHOT_READS}
     ),
-    txn AS (SELECT merchant_id, count(*) AS n FROM tx WHERE ts >= {t} - INTERVAL 30 DAY GROUP BY 1),
+    txn AS (SELECT merchant_id, count(*) AS n FROM tx WHERE ts >= {t} - {spec.MERCHANT.sql} GROUP BY 1),
     cb AS ({labels})
     SELECT m.merchant_id, {t} AS {SNAPSHOT_TS},
-           txn.n AS merchant_txn_count_30d,
-           CASE WHEN txn.n IS NULL THEN NULL ELSE coalesce(cb.cb, 0) END AS merchant_cb_count_30d,
+           txn.n AS {spec.MERCHANT_TXN_COUNT},
+           CASE WHEN txn.n IS NULL THEN NULL ELSE coalesce(cb.cb, 0) END AS {spec.MERCHANT_CB_COUNT},
            CASE WHEN txn.n IS NULL THEN NULL ELSE coalesce(cb.cb, 0)::DOUBLE / greatest(txn.n, 1) END
-               AS merchant_cb_rate_30d
+               AS {spec.MERCHANT_CB_RATE}
     FROM (SELECT DISTINCT merchant_id FROM tx) m
     LEFT JOIN txn USING (merchant_id) LEFT JOIN cb USING (merchant_id)
     ORDER BY m.merchant_id
@@ -186,7 +205,7 @@ def user_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeR
     files = _upstream_files(lake, TRANSACTION_FEATURES_TABLE, day, LOOKBACK_DAYS, context)
     table = compute_user_state(files, as_of, lake)
     path = lake.write_partition(USER_STATE_TABLE, day.isoformat(), table)
-    return dg.MaterializeResult(metadata=_snapshot_metadata(table, "user", path, as_of, "user_txn_count_24h"))
+    return dg.MaterializeResult(metadata=_snapshot_metadata(table, "user", path, as_of, _FIRST_USER_FEATURE))
 
 
 @dg.asset(
@@ -205,12 +224,13 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     day = parse_day(context.partition_key)
     as_of = snapshot_instant(context.partition_key)
     tx_files = _upstream_files(lake, TRANSACTION_FEATURES_TABLE, day, LOOKBACK_DAYS, context)
-    # Labels with label_ts in [T-30d, T): their transactions have event_ts >= T-30d.
+    # Labels with label_ts in the lookback's days: their transactions are inside the merchant window.
     label_files = lake.existing_partition_files(RAW_LABELS_TABLE, days_back(day, LOOKBACK_DAYS - 1))
     table = compute_merchant_state(tx_files, label_files, as_of, lake)
     path = lake.write_partition(MERCHANT_STATE_TABLE, day.isoformat(), table)
-    meta = _snapshot_metadata(table, "merchant", path, as_of, "merchant_txn_count_30d")
-    meta["chargebacks_30d"] = dg.MetadataValue.int(int(pc.sum(table.column("merchant_cb_count_30d")).as_py() or 0))
+    meta = _snapshot_metadata(table, "merchant", path, as_of, spec.MERCHANT_TXN_COUNT)
+    meta[f"chargebacks_{spec.MERCHANT.suffix}"] = dg.MetadataValue.int(
+        int(pc.sum(table.column(spec.MERCHANT_CB_COUNT)).as_py() or 0))
     meta["label_partitions"] = dg.MetadataValue.int(len(label_files))
     return dg.MaterializeResult(metadata=meta)
 
@@ -274,10 +294,10 @@ def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesCon
         "skipped": dg.MetadataValue.bool(result["skipped"]),
         "online_as_of": dg.MetadataValue.text(result["online_as_of"]),
         "users": dg.MetadataValue.int(users.num_rows),
-        "active_users": dg.MetadataValue.int(users.num_rows - users.column("user_txn_count_24h").null_count),
+        "active_users": dg.MetadataValue.int(users.num_rows - users.column(_FIRST_USER_FEATURE).null_count),
         "merchants": dg.MetadataValue.int(merchants.num_rows),
         "active_merchants": dg.MetadataValue.int(
-            merchants.num_rows - merchants.column("merchant_txn_count_30d").null_count),
+            merchants.num_rows - merchants.column(spec.MERCHANT_TXN_COUNT).null_count),
         "online_store": dg.MetadataValue.text(feast.online_store_type),
     })
 

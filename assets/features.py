@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftline import spec
 from resources.feature_engine import FeatureEngine
 from resources.lake import Lake
 from resources.warehouse import Warehouse
@@ -66,7 +67,7 @@ def transaction_features(context: dg.AssetExecutionContext, lake: Lake, feature_
     rows_per_day = {day: part.num_rows for day, part in parts.items()}
     warehouse.refresh_views(lake)
     context.log.info(f"transaction_features {start:%Y-%m-%d}..{end:%Y-%m-%d}: {table.num_rows} rows")
-    new_merchant = table.column("is_new_merchant").to_numpy()
+    new_merchant = table.column(spec.IS_NEW_MERCHANT).to_numpy()
     return dg.MaterializeResult(metadata={
         "rows": dg.MetadataValue.int(table.num_rows),
         "rows_per_day": dg.MetadataValue.json(rows_per_day),

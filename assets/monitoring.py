@@ -5,27 +5,34 @@ The prediction log is written by the ingress, outside Dagster: `prediction_log` 
 asset so the lineage shows where the monitored data comes from.
 """
 
+# No `from __future__ import annotations`: Dagster reads the config and resource types of
+# the decorated functions from their annotations at definition time.
+import dataclasses
 import datetime as dt
-import os
 import tempfile
 from pathlib import Path
 
 import dagster as dg
 
+from driftline import settings
+from monitoring.data import (LOG_TABLE, performance_rows, reference_frame, report_dir, read_prediction_window,
+                             report_rows)
+from monitoring.drift import DriftConfig
 from resources.lake import Lake
 from resources.mlflow_registry import CHAMPION, MlflowRegistry
 from resources.warehouse import Warehouse
 
-from monitoring.data import (LOG_TABLE, performance_rows, reference_frame, report_dir, read_prediction_window,
-                            report_rows)
 from .partitions import daily_partitions, parse_day
 
 DRIFT_TABLE, PERFORMANCE_TABLE = "drift_report", "model_performance"
 # Labels arrive 1-60 days after the transaction (median 9): a prediction day is judged once its
 # labels are this old (~77 % of chargebacks known), pooled over a window for enough positives.
-# Environment overrides (like DRIFTLINE_START_DATE) let a short demo judge sooner.
-LABEL_MATURITY_DAYS = int(os.environ.get("DRIFTLINE_LABEL_MATURITY_DAYS", 14))
-PERFORMANCE_WINDOW_DAYS = int(os.environ.get("DRIFTLINE_PERFORMANCE_WINDOW_DAYS", 7))
+# DRIFTLINE_LABEL_MATURITY_DAYS / _PERFORMANCE_WINDOW_DAYS let a short demo judge sooner; they
+# shape a partition mapping, so they are read when the code location loads.
+_SETTINGS = settings.load()
+LABEL_MATURITY_DAYS = _SETTINGS.label_maturity_days
+PERFORMANCE_WINDOW_DAYS = _SETTINGS.performance_window_days
+_DRIFT = DriftConfig()  # the defaults of the drift decision: monitoring/drift.py
 
 prediction_log = dg.AssetSpec(
     LOG_TABLE, group_name="monitoring", partitions_def=daily_partitions, deps=["seldon_deployment"],
@@ -34,18 +41,26 @@ prediction_log = dg.AssetSpec(
 
 
 class DriftReportConfig(dg.Config):
+    """Run config of `drift_report`: the engine, the log window, and the DriftConfig fields a
+    run may change (their defaults are DriftConfig's; `drift_config()` builds the dataclass)."""
+
     engine: str = "evidently"  # evidently (HTML report) | numpy (same statistics, no HTML)
-    num_threshold: float = 0.1
-    cat_threshold: float = 0.1
-    drift_share: float = 0.25
-    reference_cap: int = 20_000
-    current_cap: int = 20_000
-    min_rows: int = 500
+    num_threshold: float = _DRIFT.num_threshold
+    cat_threshold: float = _DRIFT.cat_threshold
+    drift_share: float = _DRIFT.drift_share
+    reference_cap: int = _DRIFT.reference_cap
+    current_cap: int = _DRIFT.current_cap
+    min_rows: int = _DRIFT.min_rows
     # day_of_week is constant within a daily window: it always differs from a multi-day reference.
     exclude: list[str] = ["day_of_week"]
     # Log date folders to read instead of the partition's own (the log is dated by request time: a
     # demo replaying simulated days through a live ingress reads today's folder for each of them).
     log_days: list[str] = []
+
+    def drift_config(self) -> DriftConfig:
+        """DriftConfig with this run's values for the fields it shares with this config."""
+        shared = {f.name for f in dataclasses.fields(DriftConfig)} & set(type(self).model_fields)
+        return dataclasses.replace(_DRIFT, **{name: getattr(self, name) for name in shared})
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="monitoring", deps=[prediction_log, "model_evaluation"],
@@ -57,17 +72,15 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
     """Drift of the day's served inputs against the champion's training features (Evidently)."""
     import pyarrow as pa
 
-    from monitoring.drift import DriftConfig, drift_decision
     from ml.features import CATEGORICAL, NUMERIC
+    from monitoring.drift import drift_decision
 
     day = context.partition_key
     champion = mlflow_registry.version_for_alias(CHAMPION)
     if champion is None:
         raise ValueError(f"no {CHAMPION} version of {mlflow_registry.model_name}: nothing to compare against")
     version = str(champion.version)
-    cfg = DriftConfig(num_threshold=config.num_threshold, cat_threshold=config.cat_threshold,
-                      drift_share=config.drift_share, reference_cap=config.reference_cap,
-                      current_cap=config.current_cap, min_rows=config.min_rows)
+    cfg = config.drift_config()
     reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
     features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
     current, total = read_prediction_window(lake, config.log_days or [day], *features)

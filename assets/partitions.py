@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-# First day of data. Override with DRIFTLINE_START_DATE (YYYY-MM-DD) for other datasets.
-START_DATE = os.environ.get("DRIFTLINE_START_DATE", "2026-10-01")
+from driftline import settings, spec
+
+# First day of data (DRIFTLINE_START_DATE). The partitions are part of the definitions, so it
+# is read when the code location loads.
+START_DATE = settings.load().start_date
 
 # end_offset=1: today is a partition too (served traffic and its drift report arrive during the day).
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
 
-# Features look back this many days of raw events (the longest window is 30 d).
-LOOKBACK_DAYS = 30
+# Features look back this many days of raw events (driftline.spec.LOOKBACK covers every window).
+LOOKBACK_DAYS = spec.LOOKBACK_DAYS
 
 
 def parse_day(partition_key: str) -> dt.date:

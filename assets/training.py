@@ -3,7 +3,6 @@ registered with the alias `challenger`)."""
 
 import datetime as dt
 import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -173,5 +172,3 @@ def _partitions(frames) -> list[str]:
 def _split_ranges(frames) -> dict:
     return {k: [str(f["event_ts"].min()), str(f["event_ts"].max())] for k, f in frames.items()}
 
-
-os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

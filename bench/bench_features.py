@@ -42,7 +42,7 @@ class Result:
 
 
 def run_once(impl: str, lake: str, params: BenchParams, out: Path, threads: int) -> dict:
-    env = dict(os.environ, POLARS_MAX_THREADS=str(threads), PYTHONPATH=os.getcwd())
+    env = dict(os.environ, POLARS_MAX_THREADS=str(threads))
     cmd = [sys.executable, "-m", "bench.run_impl", impl, "--lake", lake, "--start", params.start.isoformat(),
            "--end", params.end.isoformat(), "--out", str(out), "--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -62,7 +62,7 @@ def compare_outputs(out_dir: Path, results: dict[str, Result]) -> tuple[list[str
     import pyarrow.parquet as pq
 
     from bench.compare import compare_features
-    from bench.spec import COLUMNS
+    from driftline.spec import COLUMNS
 
     done = [i for i in ("duckdb", "polars", "spark", "pandas") if results.get(i) and results[i].runs]
     if len(done) < 2:

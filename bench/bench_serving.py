@@ -112,12 +112,12 @@ def wait_http(url: str, timeout_s: float = 90.0):
 
 def main():
     sys.path.insert(0, str(ROOT))
-    import jwt
-
+    from resources.lake import Lake
     from resources.seldon_target import SeldonTarget
     from seldon import manifest as mf
     from seldon.runtime import free_port
-    from seldon.testing import build_artifact, sample_rows, small_schema
+    from testkit.artifacts import build_artifact, sample_rows, small_schema
+    from testkit.tokens import token
 
     ensure_wrk()
     work = ROOT / "data" / "bench" / "serving"
@@ -126,7 +126,7 @@ def main():
     feast_repo = online_store(work)
     art = build_artifact(work / "model", "1", seed=0, schema=small_schema("1"))
     port = free_port()
-    target = SeldonTarget(serving_dir=str(work / "serving"), lake_root=str(work / "lake"), feast_repo=str(feast_repo),
+    target = SeldonTarget(serving_dir=str(work / "serving"), lake=Lake(root=str(work / "lake")), feast_repo=str(feast_repo),
                           ingress_url=f"http://127.0.0.1:{port}", online_features=ONLINE)
     manifest = mf.render("fraud", "default", [mf.Predictor("main", "driftline-fraud", "1", str(art), 100,
                                                            feast_url=target.feast_url)], "driftline/serving:bench")
@@ -134,10 +134,10 @@ def main():
     # the bare wrapper runs with the predictor's own process settings (workers, threads, OMP)
     settings = mf.container_env(manifest["spec"]["predictors"][0])
     bare_port = free_port()
-    bare_cmd = [str(ROOT / ".venv-serving" / "bin" / "seldon-core-microservice"), "seldon.testing.TrivialModel",
+    bare_cmd = [str(ROOT / ".venv-serving" / "bin" / "seldon-core-microservice"), "seldon.faults.TrivialModel",
                 "--service-type", "MODEL", "--http-port", str(bare_port), "--grpc-port", str(free_port()),
                 "--metrics-port", str(free_port()), "--workers", settings["GUNICORN_WORKERS"]]
-    bare_env = {**os.environ, "PYTHONPATH": str(ROOT),
+    bare_env = {**os.environ,
                 **{k: settings[k] for k in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "OMP_NUM_THREADS")}}
     bare = subprocess.Popen(bare_cmd, cwd=ROOT, start_new_session=True, env=bare_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -149,8 +149,7 @@ def main():
         wait_http(f"http://127.0.0.1:{bare_port}/health/ping")
 
         def bearer(scope: str) -> dict:
-            claims = {"sub": "bench", "scope": scope, "exp": int(time.time()) + 3600}
-            return {"Authorization": "Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")}
+            return {"Authorization": "Bearer " + token(SECRET, scope, subject="bench", ttl_s=3600)}
 
         auth = bearer("predict")
         watch = LogWatch(f"http://127.0.0.1:{port}", bearer("admin"))
@@ -211,21 +210,22 @@ def online_store(work: Path) -> Path:
     import logging
 
     import definitions
+    from driftline.pipeline import run_data_plane
     from resources import (DataQuality, FeastStore, FeatureEngine, Lake, MlflowRegistry, SeldonTarget,
                            SyntheticEventSource, Warehouse)
-    from scripts.pipeline import run_data_plane
 
     print("no online store in data/feast: building a tiny one (two days of a small synthetic world)")
     logging.getLogger("dagster").setLevel(logging.WARNING)
     plane = work / "plane"
+    lake = Lake(root=str(plane / "lake"))
     resources = {
         "event_source": SyntheticEventSource(seed=21, n_users=250, n_merchants=60, events_per_day=500),
-        "lake": Lake(root=str(plane / "lake")), "warehouse": Warehouse(path=str(plane / "warehouse.duckdb")),
+        "lake": lake, "warehouse": Warehouse(path=str(plane / "warehouse.duckdb")),
         "feature_engine": FeatureEngine(threads=2), "quality": DataQuality(),
-        "feast": FeastStore(repo_dir=str(plane / "feast"), lake_root=str(plane / "lake")),
+        "feast": FeastStore(lake=lake, repo_dir=str(plane / "feast")),
         "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{plane}/mlflow.db",
                                           artifact_root=str(plane / "mlartifacts")),
-        "seldon_target": SeldonTarget(serving_dir=str(plane / "serving"), lake_root=str(plane / "lake"),
+        "seldon_target": SeldonTarget(serving_dir=str(plane / "serving"), lake=lake,
                                       feast_repo=str(plane / "feast"), start_runtime=False),
     }
     days = [(dt.date(2026, 10, 4) + dt.timedelta(days=k)).isoformat() for k in range(2)]

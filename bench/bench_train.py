@@ -43,8 +43,8 @@ def _build(root: Path, days: int, events_per_day: int):
     import dagster as dg
 
     import definitions
+    from driftline.pipeline import run_data_plane
     from resources import SyntheticEventSource, local_resources
-    from scripts.pipeline import run_data_plane
 
     resources = local_resources(str(root))
     resources["event_source"] = SyntheticEventSource(events_per_day=events_per_day, n_users=events_per_day,

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bench.spec import COLUMNS
+from driftline.spec import COLUMNS
 
 REL_TOL, ABS_TOL = 1e-9, 1e-6
 

@@ -7,12 +7,16 @@ quarantine happen in the ingestion assets, the same way for every source.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
+
+from resources.synthetic.config import DEFAULT_WORLD, WorldConfig
 
 STREAMS = ("transactions", "labels")
 LANDING_SUFFIXES = (".parquet", ".csv")
@@ -36,25 +40,25 @@ def _world(config):
 
 
 class SyntheticEventSource(EventSource):
-    """Deterministic generator, seeded per partition. Drift scenarios: none | covariate | concept."""
+    """Deterministic generator, seeded per partition. Drift scenarios: none | covariate | concept.
+    The fields are WorldConfig's (resources/synthetic/config.py), with its defaults."""
 
-    seed: int = 7
-    n_users: int = 5_000
-    n_merchants: int = 800
-    events_per_day: int = 4_000
-    fraud_rate: float = 0.004
-    drift_scenario: str = "none"
-    drift_start: str | None = None
-    drift_ramp_days: int = 3
+    seed: int = DEFAULT_WORLD.seed
+    n_users: int = DEFAULT_WORLD.n_users
+    n_merchants: int = DEFAULT_WORLD.n_merchants
+    events_per_day: int = DEFAULT_WORLD.events_per_day
+    fraud_rate: float = DEFAULT_WORLD.fraud_rate
+    drift_scenario: str = DEFAULT_WORLD.drift_scenario
+    drift_start: Optional[str] = None  # YYYY-MM-DD; WorldConfig takes it as a date
+    drift_ramp_days: int = DEFAULT_WORLD.drift_ramp_days
+
+    def world_config(self) -> WorldConfig:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(WorldConfig)}
+        fields["drift_start"] = dt.date.fromisoformat(self.drift_start) if self.drift_start else None
+        return WorldConfig(**fields)
 
     def world(self):
-        from resources.synthetic import WorldConfig
-
-        start = dt.date.fromisoformat(self.drift_start) if self.drift_start else None
-        return _world(WorldConfig(seed=self.seed, n_users=self.n_users, n_merchants=self.n_merchants,
-                                  events_per_day=self.events_per_day, fraud_rate=self.fraud_rate,
-                                  drift_scenario=self.drift_scenario, drift_start=start,
-                                  drift_ramp_days=self.drift_ramp_days))
+        return _world(self.world_config())
 
     def read(self, stream: str, day: dt.date) -> pd.DataFrame:
         _check_stream(stream)

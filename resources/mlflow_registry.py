@@ -1,5 +1,9 @@
 """MLflow tracking and model registry. Aliases, not stages: a new version becomes
-`challenger`; only promotion moves `champion`."""
+`challenger`; only promotion moves `champion`.
+
+The registry's contract with the rest of driftline (which alias means what, which version tags
+record the evaluation and the rollout) lives in the methods below: the assets call them and
+never set an alias or a status tag themselves."""
 
 from __future__ import annotations
 
@@ -9,7 +13,14 @@ from typing import Any
 
 import dagster as dg
 
+from driftline import settings
+
 CHAMPION, CHALLENGER, REJECTED = "champion", "challenger", "rejected"
+STATUS_TAG = "driftline.evaluation"  # passed | rejected (model_evaluation; a rolled-back canary)
+REASON_TAG = f"{STATUS_TAG}.reason"  # why
+ROLLOUT_TAG = "driftline.rollout"  # promoted | rolled back (seldon_deployment)
+INTERFACE_TAG = "driftline.serving_interface"  # optional: the component class a version is served with
+PASSED = "passed"
 
 
 class MlflowRegistry(dg.ConfigurableResource):
@@ -20,20 +31,24 @@ class MlflowRegistry(dg.ConfigurableResource):
     ui_url: str = "http://127.0.0.1:5000"
 
     def _uri(self) -> str:
-        if self.tracking_uri.startswith("sqlite:///") and not self.tracking_uri.startswith("sqlite:////"):
-            path = Path(self.tracking_uri.removeprefix("sqlite:///")).resolve()
+        uri = settings.resolved(self.tracking_uri)  # dg.EnvVar under k8s: it may hold a password
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            path = Path(uri.removeprefix("sqlite:///")).resolve()
             path.parent.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{path}"
-        return self.tracking_uri
+        return uri
 
     def setup(self):
         """Point the mlflow client here; returns (mlflow module, experiment id)."""
         import logging
 
+        # Process settings for mlflow, before it loads: synchronous logging (a run's metrics are
+        # in the store when the asset returns), no warning when git is not installed.
+        os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+        os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
         import mlflow
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
         mlflow.set_tracking_uri(self._uri())
         client = mlflow.MlflowClient()
         exp = client.get_experiment_by_name(self.experiment)
@@ -92,3 +107,38 @@ class MlflowRegistry(dg.ConfigurableResource):
 
     def version_tags(self, version: str) -> dict[str, Any]:
         return dict(self.client().get_model_version(self.model_name, str(version)).tags)
+
+    # ------------------------------------------------------------ evaluation and rollout
+    def mark_evaluated(self, version: str, passed: bool, reason: str) -> None:
+        """Record the gate's verdict on a version (a rolled-back canary is marked rejected too)."""
+        client, name = self.client(), self.model_name
+        client.set_model_version_tag(name, str(version), STATUS_TAG, PASSED if passed else REJECTED)
+        client.set_model_version_tag(name, str(version), REASON_TAG, reason)
+
+    def evaluation_status(self, version) -> str | None:
+        """passed | rejected | None (not evaluated); `version`: a number or an MLflow ModelVersion."""
+        tags = version.tags if hasattr(version, "tags") else self.version_tags(version)
+        return tags.get(STATUS_TAG)
+
+    def passed_challenger(self, champion: str | None):
+        """The `challenger` version if it passed evaluation and is not the champion, else None."""
+        version = self.version_for_alias(CHALLENGER)
+        if version is None or str(version.version) == champion:
+            return None
+        return version if self.evaluation_status(version) == PASSED else None
+
+    def make_champion(self, version: str) -> None:
+        """`champion` moves to `version`; no version is `challenger` any more."""
+        self.set_alias(CHAMPION, version)
+        self.delete_alias(CHALLENGER)
+
+    def drop_challenger(self) -> None:
+        self.delete_alias(CHALLENGER)
+
+    def mark_rollout(self, version: str, outcome: str) -> None:
+        """Record how a canary ended: "promoted" or "rolled back"."""
+        self.client().set_model_version_tag(self.model_name, str(version), ROLLOUT_TAG, outcome)
+
+    def serving_interface(self, version: str, default: str) -> str:
+        """The component class a version is served with (INTERFACE_TAG), else `default`."""
+        return self.version_tags(version).get(INTERFACE_TAG, default)

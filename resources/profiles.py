@@ -1,22 +1,17 @@
 """The production profile (DRIFTLINE_ENV=k8s): the same resources as `local`, other backends.
 
 Everything comes from environment variables that the Helm values set on the user-code
-deployment and on every run pod (deployment/helm/values.yaml):
+deployment and on every run pod (deployment/helm/values.yaml, deployment/k8s/storage.yaml);
+each is declared, with its default, in driftline/settings.py and listed in the README:
+the lake (DRIFTLINE_LAKE_URL, DRIFTLINE_S3_ENDPOINT_URL, DRIFTLINE_S3_REGION), the shared data
+volume (DRIFTLINE_DATA_DIR), MLflow (DRIFTLINE_MLFLOW_TRACKING_URI, _ARTIFACTS, _UI), Feast (DRIFTLINE_REDIS,
+DRIFTLINE_FEAST_PROJECT, DRIFTLINE_FEAST_SERVER_URL), Spark (DRIFTLINE_SPARK_MASTER) and the
+SeldonDeployment (DRIFTLINE_SELDON_NAMESPACE / _DEPLOYMENT / _IMAGE, DRIFTLINE_INGRESS_URL).
+S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or IRSA / an
+instance profile) are read by botocore and Spark's S3A connector, never by driftline.
 
-  DRIFTLINE_LAKE_URL              lake root: an object-store URL (s3://bucket/prefix), or a
-                                  path / file:// URL (e.g. a volume or CSI bucket mount at /lake)
-  DRIFTLINE_S3_ENDPOINT_URL       S3-compatible store's endpoint (MinIO, Ceph, R2: http://minio:9000);
-                                  unset: AWS S3
-  DRIFTLINE_S3_REGION             bucket region (optional; else AWS_REGION / AWS_DEFAULT_REGION)
-  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
-                                  S3 credentials, read by botocore (the lake, Feast) and by Spark's
-                                  S3A connector; or IRSA / an instance profile, with no variables
-  DRIFTLINE_DATA_DIR              shared volume for the warehouse file and the Feast registry
-  DRIFTLINE_MLFLOW_TRACKING_URI   MLflow tracking + registry store, e.g. postgresql://...
-  DRIFTLINE_MLFLOW_ARTIFACTS      artifact root, e.g. s3://bucket/mlflow
-  DRIFTLINE_REDIS                 Feast online store, "host:port[,password=...]"
-  DRIFTLINE_FEAST_PROJECT         Feast project (also the Redis key suffix)
-  DRIFTLINE_SPARK_MASTER          Spark master for features (default local[*]: the step pod's CPUs)
+Connection strings that may hold a password (DRIFTLINE_MLFLOW_TRACKING_URI, DRIFTLINE_REDIS) and
+the ingress credentials reach the resources as `dg.EnvVar`: the UI shows their names only.
 
 Dagster's own storage (runs, events, schedules) is instance config, not a resource: the Helm
 chart renders it from its `postgresql` values; `dagster_instance_yaml` renders the same thing
@@ -29,11 +24,15 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
+from driftline import settings
+
+from .canary_policy import CanaryPolicy
 from .feast_store import FeastStore
 from .feature_engine import FeatureEngine
 from .lake import Lake
 from .mlflow_registry import MlflowRegistry
 from .quality import DataQuality
+from .seldon_target import SeldonTarget
 from .warehouse import Warehouse
 
 SPARK_DEFAULTS = {
@@ -85,38 +84,42 @@ def spark_resource(master: str, extra: Mapping[str, str] | None = None):
     return PySparkResource(spark_config={"spark.master": master, **SPARK_DEFAULTS, **(extra or {})})
 
 
-def k8s_resources(env: Mapping[str, str] | None = None, event_source=None) -> dict:
-    env = os.environ if env is None else env
-    data_dir = env.get("DRIFTLINE_DATA_DIR", "/data")
-    lake = lake_root(env.get("DRIFTLINE_LAKE_URL", "file:///lake"))
-    endpoint = env.get("DRIFTLINE_S3_ENDPOINT_URL") or None
-    region = env.get("DRIFTLINE_S3_REGION") or None
+def k8s_resources(env: Mapping[str, str] | None = None, event_source=None,
+                  canary: CanaryPolicy | None = None) -> dict:
+    """The k8s resource set from `env` (default: os.environ, secrets then as dg.EnvVar; an
+    explicit mapping, as tests pass, gives plain values)."""
+    s = settings.load({**(os.environ if env is None else env), "DRIFTLINE_ENV": "k8s"})
+    lake = Lake(root=lake_root(s.lake_url), s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
     spark_extra = {}
-    if lake.startswith(("s3://", "s3a://")):
-        spark_extra = s3a_spark_conf(endpoint, region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+    if lake.root.startswith(("s3://", "s3a://")):
+        spark_extra = s3a_spark_conf(s.s3_endpoint_url, s.s3_region or s.aws_region)
     if event_source is None:
-        from . import _event_source
+        from . import configured_event_source
 
-        event_source = _event_source()
+        event_source = configured_event_source(env)
     return {
         "event_source": event_source,
-        "lake": Lake(root=lake, s3_endpoint_url=endpoint, s3_region=region),
-        "warehouse": Warehouse(path=f"{data_dir}/warehouse.duckdb"),
-        "feature_engine": FeatureEngine(engine="spark",
-                                        spark=spark_resource(env.get("DRIFTLINE_SPARK_MASTER", "local[*]"),
-                                                             spark_extra)),
+        "lake": lake,
+        "warehouse": Warehouse(path=f"{s.data_dir}/warehouse.duckdb"),
+        "feature_engine": FeatureEngine(engine="spark", spark=spark_resource(s.spark_master, spark_extra)),
         "quality": DataQuality(),
         "feast": FeastStore(
-            repo_dir=f"{data_dir}/feast", lake_root=lake, lake_s3_endpoint_url=endpoint, lake_s3_region=region,
-            project=env.get("DRIFTLINE_FEAST_PROJECT", "driftline"),
+            lake=lake, repo_dir=f"{s.data_dir}/feast", project=s.feast_project,
             online_store_type="redis",
-            online_store_connection_string=env.get("DRIFTLINE_REDIS", "redis-master:6379"),
+            online_store_connection_string=settings.secret("DRIFTLINE_REDIS", env),
         ),
         "mlflow_registry": MlflowRegistry(
-            tracking_uri=env.get("DRIFTLINE_MLFLOW_TRACKING_URI",
-                                 "postgresql+psycopg2://mlflow@postgresql:5432/mlflow"),
-            artifact_root=env.get("DRIFTLINE_MLFLOW_ARTIFACTS", f"{data_dir}/mlartifacts"),
-            ui_url=env.get("DRIFTLINE_MLFLOW_UI", "http://mlflow:5000"),
+            tracking_uri=settings.secret("DRIFTLINE_MLFLOW_TRACKING_URI", env),
+            artifact_root=s.mlflow_artifacts,
+            ui_url=s.mlflow_ui,
+        ),
+        "seldon_target": SeldonTarget(
+            kind="kubernetes", in_cluster=True, namespace=s.seldon_namespace, deployment_name=s.seldon_deployment,
+            image=s.seldon_image, serving_dir=f"{s.data_dir}/serving", lake=lake, feast_repo=f"{s.data_dir}/feast",
+            online_features="server", feast_server_url=s.feast_server_url, ingress_url=s.ingress_url,
+            ingress_jwt_secret=settings.secret("DRIFTLINE_INGRESS_JWT_SECRET", env),
+            ingress_admin_token=settings.secret("DRIFTLINE_INGRESS_ADMIN_TOKEN", env),
+            canary=canary or CanaryPolicy(),
         ),
     }
 

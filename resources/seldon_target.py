@@ -18,6 +18,10 @@ from typing import Any, Optional
 
 import dagster as dg
 
+from driftline import settings
+from resources.canary_policy import CanaryPolicy
+from resources.lake import Lake
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
 
@@ -28,7 +32,7 @@ class SeldonTarget(dg.ConfigurableResource):
     deployment_name: str = "fraud"
     image: str = "driftline/serving:dev"
     serving_dir: str = "data/serving"  # manifest, model artifacts, runtime state (local)
-    lake_root: str = "data/lake"  # prediction log (local ingress)
+    lake: Optional[Lake] = None  # where the local ingress writes the prediction log (local target)
     feast_repo: str = "data/feast"  # the Feast repo whose online store the predictors read (local)
     # Online features for raw transactions: "store" = predictors read the repo's sqlite online
     # store in-process (local target; sub-millisecond), "server" = they call `feast serve` at
@@ -36,8 +40,12 @@ class SeldonTarget(dg.ConfigurableResource):
     online_features: str = "store"
     feast_server_url: str = "http://127.0.0.1:6566"
     ingress_url: str = "http://127.0.0.1:8080"
-    jwt_secret_env: str = "DRIFTLINE_INGRESS_JWT_SECRET"  # HS256 secret (the controller mints admin tokens)
-    admin_token_env: str = "DRIFTLINE_INGRESS_ADMIN_TOKEN"  # or a pre-issued admin token (RS256 setups)
+    # The canary controller's credentials for the ingress: an HS256 secret it mints admin tokens
+    # with, or a pre-issued admin token (RS256 setups). Profiles pass dg.EnvVar; unset, they are
+    # read (DRIFTLINE_INGRESS_JWT_SECRET / _ADMIN_TOKEN) when a token is needed.
+    ingress_jwt_secret: Optional[str] = None
+    ingress_admin_token: Optional[str] = None
+    canary: CanaryPolicy = CanaryPolicy()  # the rollout's steps and checks (asset and canary sensor)
     start_runtime: bool = True
     ready_timeout_s: float = 120.0
     kube_context: Optional[str] = None
@@ -138,16 +146,17 @@ class SeldonTarget(dg.ConfigurableResource):
         if pid:
             return pid
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        python = os.environ.get("DRIFTLINE_SERVING_PYTHON", str(ROOT / ".venv-serving" / "bin" / "python"))
+        if self.lake is None or self.lake.is_remote:
+            raise ValueError("the local runtime needs SeldonTarget.lake, a local lake, for the prediction log")
+        python = settings.get("DRIFTLINE_SERVING_PYTHON") or str(ROOT / ".venv-serving" / "bin" / "python")
         port = self.ingress_url.rsplit(":", 1)[-1].strip("/")
         cmd = [python, "-m", "seldon.runtime", "--manifest", str(self.manifest_path), "--state-dir",
-               str(self.state_dir), "--port", port, "--lake", str(Path(self.lake_root).resolve())]
+               str(self.state_dir), "--port", port, "--lake", self.lake.url]
         if Path(self.feast_repo, "feature_store.yaml").exists() and self.feast_url.startswith("http"):
             cmd += ["--feast-repo", str(Path(self.feast_repo).resolve()), "--feast-port",
                     self.feast_server_url.rsplit(":", 1)[-1].strip("/")]
         log = open(self.state_dir / "runtime.log", "ab")
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         (self.state_dir / "runtime.pid").write_text(str(proc.pid))
         return proc.pid
 
@@ -177,17 +186,16 @@ class SeldonTarget(dg.ConfigurableResource):
 
     # ------------------------------------------------------------ the ingress, for the controller
     def admin_token(self) -> str:
-        token = os.environ.get(self.admin_token_env)
+        """The controller's bearer token: the pre-issued one, or a 5-minute admin token."""
+        token = settings.resolved(self.ingress_admin_token) or settings.get("DRIFTLINE_INGRESS_ADMIN_TOKEN")
         if token:
             return token
-        secret = os.environ.get(self.jwt_secret_env)
+        secret = settings.resolved(self.ingress_jwt_secret) or settings.get("DRIFTLINE_INGRESS_JWT_SECRET")
         if not secret:
-            raise ValueError(f"set {self.admin_token_env} or {self.jwt_secret_env} for the canary controller")
-        import jwt
+            raise ValueError("set DRIFTLINE_INGRESS_ADMIN_TOKEN or DRIFTLINE_INGRESS_JWT_SECRET for the canary controller")
+        from seldon.auth import ADMIN, mint_token
 
-        now = int(time.time())
-        return jwt.encode({"sub": "canary-controller", "scope": "admin", "iat": now, "exp": now + 300}, secret,
-                          algorithm="HS256")
+        return mint_token(secret, scopes=ADMIN, subject="canary-controller", ttl_s=300)
 
     def ingress_metrics(self, timeout_s: float = 5.0) -> str:
         req = urllib.request.Request(f"{self.ingress_url}/metrics",

@@ -16,6 +16,18 @@ from seldon.errors import HttpError
 PREDICT, ADMIN = "predict", "admin"
 
 
+def mint_token(secret: str, scopes: str = PREDICT, subject: str = "tester", ttl_s: int = 3600, **claims) -> str:
+    """The one place a driftline HS256 bearer token is minted (the canary controller's admin
+    token, the `driftline` command, tests and benchmarks): claims `sub`, `scope` (space-separated
+    scopes, as `Authenticator` and Istio read them), `iat`, `exp` = now + `ttl_s`, plus `claims`
+    (e.g. aud, iss), which override those."""
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": subject, "scope": scopes, "iat": now, "exp": now + ttl_s, **claims}, secret,
+                      algorithm="HS256")
+
+
 class AuthError(HttpError):
     """An HTTP error raised by authentication."""
 

@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import logging
-import os
 import re
 import signal
 import ssl
@@ -26,6 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from driftline import settings
 from seldon.auth import ADMIN, PREDICT, Authenticator, AuthError
 from seldon.manifest import CONTAINER
 from seldon.predlog import LogFull, PredictionLog
@@ -261,11 +261,13 @@ class Handler(BaseHTTPRequestHandler):
         return self._error(404, "not found")
 
 
-def _secret(path: str | None, env: str) -> str | None:
+def _secret(path: str | None, name: str) -> str | None:
+    """A key from its file, else from its environment variable (declared in driftline.settings,
+    stdlib only: the one serving-side read of the environment besides seldon-core's own)."""
     if path:
         with open(path) as f:
             return f.read().strip()
-    return os.environ.get(env) or None
+    return settings.get(name)
 
 
 def main(argv=None):

@@ -14,7 +14,6 @@ Two ways to the same online store, chosen by the graph parameter `feast_url`:
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import math
 import sqlite3
 import struct
@@ -23,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-ENTITY_KEYS = ("user_id", "merchant_id")
-FEATURE_SERVICE = "fraud_model_v1"
-REQUIRED = ("user_id", "merchant_id", "amount", "country")
+from driftline import spec
+from driftline.spec import ENTITY_KEYS, FEATURE_SERVICE
+
+REQUIRED = (*ENTITY_KEYS, "amount", "country")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -63,7 +63,7 @@ def transactions(json_data) -> list[dict]:
 
 def request_entities(rows: list[dict]) -> dict[str, list]:
     """Entity keys and request fields, validated, as the feature server wants them."""
-    out: dict[str, list] = {k: [] for k in (*ENTITY_KEYS, "amount", "event_epoch_s", "country")}
+    out: dict[str, list] = {k: [] for k in (*ENTITY_KEYS, *spec.REQUEST_FIELDS)}
     for i, row in enumerate(rows):
         missing = [k for k in REQUIRED if k not in row] + ([] if "event_epoch_s" in row or "event_ts" in row
                                                            else ["event_ts"])
@@ -135,16 +135,7 @@ def raw_columns(rows: list[dict], served: dict[str, list], feature_names: list[s
 
 
 # ------------------------------------------------------------------ the online store, read in-process
-ROOT = Path(__file__).resolve().parents[1]
 _STRING, _INT64 = 2, 4  # feast ValueType of the entity key's name and value (serialization version 3)
-
-
-def _feast_names():
-    """resources/feast_repo/schema.py by path: stdlib only, and `resources/__init__` needs dagster."""
-    spec = importlib.util.spec_from_file_location("_driftline_feast_schema", ROOT / "resources" / "feast_repo" / "schema.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def entity_key(join_key: str, value: int) -> bytes:
@@ -203,10 +194,10 @@ def on_demand(amount, event_epoch_s, country, user_mean_amount_30d, user_last_tx
     known = np.array([c is not None and lc is not None for c, lc in zip(country, user_last_country)], dtype=bool)
     differs = np.array([str(c) != str(lc) for c, lc in zip(country, user_last_country)], dtype=bool)
     whole = np.floor(np.where(np.isnan(epoch), 0.0, epoch))
-    return {"amount_to_user_mean_30d": _floats(ratio), "seconds_since_last_txn": _floats(epoch - last),
-            "country_changed": (known & differs).astype(np.int64).tolist(),
-            "hour_of_day": ((whole // 3600) % 24).astype(np.int64).tolist(),
-            "day_of_week": (((whole // 86400) + 3) % 7 + 1).astype(np.int64).tolist()}
+    return {spec.AMOUNT_TO_USER_MEAN: _floats(ratio), spec.SECONDS_SINCE_LAST_TXN: _floats(epoch - last),
+            spec.COUNTRY_CHANGED: (known & differs).astype(np.int64).tolist(),
+            spec.HOUR_OF_DAY: ((whole // 3600) % 24).astype(np.int64).tolist(),
+            spec.DAY_OF_WEEK: (((whole // 86400) + 3) % 7 + 1).astype(np.int64).tolist()}
 
 
 def _floats(arr) -> list:
@@ -229,10 +220,9 @@ class OnlineStoreReader:
             raise ValueError(f"{config_path}: entity_key_serialization_version must be 3")
         path = Path(store.get("path", "data/online_store.db"))
         self.path = path if path.is_absolute() else config_path.parent / path
-        names = _feast_names()
         project = config["project"]
-        self.views = [(f"{project}_user_state", "user_id", list(names.USER_STATE_FEATURES)),
-                      (f"{project}_merchant_state", "merchant_id", list(names.MERCHANT_STATE_FEATURES))]
+        self.views = [(f"{project}_{spec.USER_STATE_VIEW}", "user_id", list(spec.USER_STATE_FEATURES)),
+                      (f"{project}_{spec.MERCHANT_STATE_VIEW}", "merchant_id", list(spec.MERCHANT_STATE_FEATURES))]
         self.timeout_s = timeout_s
         self._local = threading.local()
 
@@ -272,6 +262,6 @@ class OnlineStoreReader:
         for table, join_key, features in self.views:
             served.update(self._read(table, join_key, features, entities[join_key]))
         served.update(on_demand(entities["amount"], entities["event_epoch_s"], entities["country"],
-                                served["user_mean_amount_30d"], served["user_last_txn_epoch_s"],
-                                served["user_last_country"]))
+                                served[spec.USER_MEAN_AMOUNT], served[spec.USER_LAST_TXN_EPOCH_S],
+                                served[spec.USER_LAST_COUNTRY]))
         return served

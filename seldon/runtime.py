@@ -59,7 +59,7 @@ class Predictor:
         self.name, self.spec, self.key = name, spec, spec_key(spec)
         self.params = mf.parameters(spec)
         self.port, self.restarts, self.ready = free_port(), 0, False
-        env = {**os.environ, **mf.container_env(spec), "PYTHONPATH": str(ROOT), "SELDON_DEPLOYMENT_ID": deployment,
+        env = {**os.environ, **mf.container_env(spec), "SELDON_DEPLOYMENT_ID": deployment,
                "PREDICTOR_ID": name, "PREDICTIVE_UNIT_ID": mf.CONTAINER,
                "PREDICTOR_LABELS": json.dumps({"version": f"v{self.params.get('model_version', '')}"})}
         self.interface = env.pop("MODEL_NAME", mf.DEFAULT_INTERFACE)
@@ -121,12 +121,14 @@ class LocalRuntime:
     def _child(self, name: str, cmd: list[str]):
         out = open(self.state_dir / f"{name}.log", "ab")
         self.children[name] = (cmd, subprocess.Popen(cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
-                                                     env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                                     env=dict(os.environ),
                                                      start_new_session=True))
 
     def start(self):
         if self.feast_repo:
-            feast = os.environ.get("DRIFTLINE_FEAST_BIN", str(ROOT / ".venv" / "bin" / "feast"))
+            from driftline import settings  # stdlib only
+
+            feast = settings.get("DRIFTLINE_FEAST_BIN") or str(ROOT / ".venv" / "bin" / "feast")
             self._child("feast", [feast, "-c", self.feast_repo, "serve", "-h", "127.0.0.1", "-p", str(self.feast_port)])
         self.reconcile()
         if self.ingress_args is not None:

@@ -5,31 +5,24 @@ over the interval since the last tick (success rate, p99 latency, score distribu
 either holds (an AssetObservation on `seldon_deployment` with the figures), steps traffic,
 promotes, or rolls back (a run of `seldon_deployment` with the action and the figures, so the
 decision is a materialization). The tick itself is one HTTP read: well under 60 s.
+The policy (steps, checks) is the deployment target's `seldon_target.canary`, the one the
+`seldon_deployment` asset rolls out with.
 """
 
-
+# No `from __future__ import annotations`: Dagster reads the config and resource types of
+# the decorated functions from their annotations at definition time.
 import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
+from resources.canary_policy import CanaryPolicy
 from resources.seldon_target import SeldonTarget
 
 SENSOR_ASSET = dg.AssetKey("seldon_deployment")
 canary_rollout_job = dg.define_asset_job("canary_rollout_job", selection=[SENSOR_ASSET],
                                          description="Re-renders the SeldonDeployment for a rollout decision.")
-
-
-@dataclass
-class CanaryPolicy:
-    steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
-    min_requests: int = 20  # canary requests per interval before it is judged
-    max_error_rate: float = 0.01  # 5xx share
-    max_p99_ratio: float = 1.5  # canary p99 vs main p99 ...
-    p99_slack_s: float = 0.05  # ... plus this much (tiny p99s are noisy)
-    max_score_psi: float = 0.25  # population stability index, canary scores vs main's
-    max_failed_checks: int = 2
 
 
 @dataclass
@@ -158,7 +151,7 @@ def run_config(decision: dict, steps: list[int]) -> dict:
 
 def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30,
                         default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED):
-    policy = policy or CanaryPolicy()
+    """The sensor; `policy` None (definitions.py): the target's `seldon_target.canary`."""
 
     @dg.sensor(name="canary_sensor", job=canary_rollout_job, minimum_interval_seconds=interval_s,
                default_status=default_status,
@@ -168,7 +161,8 @@ def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30
         manifest = seldon_target.current_manifest()
         if not (manifest and mf_rollout(manifest).get("canary")):
             return dg.SkipReason("no canary in the deployment")
-        decision, new_cursor = tick(cursor, manifest, seldon_target.ingress_metrics(), policy)
+        rules = policy or seldon_target.canary
+        decision, new_cursor = tick(cursor, manifest, seldon_target.ingress_metrics(), rules)
         if decision is None:
             return dg.SkipReason("no canary in the deployment")
         observation = dg.AssetObservation(asset_key=SENSOR_ASSET, metadata={
@@ -178,7 +172,7 @@ def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30
         runs = []
         if decision["action"] in ("step", "promote", "rollback"):
             runs.append(dg.RunRequest(run_key=f"canary-v{decision['version']}-{decision['action']}-{decision['weight']}",
-                                      run_config=run_config(decision, policy.steps),
+                                      run_config=run_config(decision, rules.steps),
                                       tags={"driftline/trigger": "canary", "driftline/canary-action": decision["action"]}))
         return dg.SensorResult(run_requests=runs, asset_events=[observation], cursor=json.dumps(new_cursor))
 

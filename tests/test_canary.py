@@ -14,13 +14,17 @@ import dagster as dg
 import pytest
 import requests
 
-from assets.deployment import INTERFACE_TAG, STATUS_TAG, seldon_deployment
-from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
+from assets.deployment import seldon_deployment
+from resources.lake import Lake
+from resources.mlflow_registry import CHALLENGER, CHAMPION, INTERFACE_TAG, STATUS_TAG, MlflowRegistry
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
-from seldon.testing import build_artifact, sample_rows, token
-from sensors.canary import CanaryPolicy, build_canary_sensor, run_config, tick
-from tests.test_serving_ingress import SECRET, SERVING_PY, free_port
+from resources.canary_policy import CanaryPolicy
+from sensors.canary import build_canary_sensor, run_config, tick
+from testkit.artifacts import build_artifact, sample_rows
+from testkit.tokens import token
+from seldon.runtime import free_port
+from testkit.serving import SECRET, SERVING_PY
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = CanaryPolicy(steps=[10, 25, 50, 100], min_requests=12, max_failed_checks=2, p99_slack_s=0.1)
@@ -47,8 +51,9 @@ def register(registry: MlflowRegistry, tmp: Path, seed: int, passed: bool = True
 def setup(tmp_path):
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "mlart"))
-    target = SeldonTarget(serving_dir=str(tmp_path / "serving"), lake_root=str(tmp_path / "lake"),
-                          feast_repo=str(tmp_path / "no-feast"), ingress_url=f"http://127.0.0.1:{free_port()}")
+    target = SeldonTarget(serving_dir=str(tmp_path / "serving"), lake=Lake(root=str(tmp_path / "lake")),
+                          feast_repo=str(tmp_path / "no-feast"), ingress_url=f"http://127.0.0.1:{free_port()}",
+                          canary=POLICY)
     yield registry, target, tmp_path
     target.stop_runtime()
 
@@ -118,7 +123,7 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     meta = materialize(registry, target)
     assert meta["traffic"] == {"main": 90, "canary": 10} and meta["canary_version"] == v2
 
-    sensor = build_canary_sensor(POLICY)
+    sensor = build_canary_sensor()  # the policy comes with the target, as in definitions.py
     with dg.build_sensor_context(resources={"seldon_target": target}) as ctx:
         first = sensor(ctx)
     assert first.asset_events[0].metadata["canary_decision"].value == "hold" and not first.run_requests
@@ -142,7 +147,7 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     assert served == v2
 
 
-@pytest.mark.parametrize("interface", ["seldon.testing.FailingModel", "seldon.testing.SlowModel"])
+@pytest.mark.parametrize("interface", ["seldon.faults.FailingModel", "seldon.faults.SlowModel"])
 def test_bad_challenger_is_rolled_back(setup, interface):
     registry, target, tmp = setup
     v1 = register(registry, tmp, seed=0)

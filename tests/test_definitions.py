@@ -34,3 +34,14 @@ def test_the_lineage_has_the_architecture_names():
 
     keys = {k.to_user_string() for k in definitions.defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"raw_transactions", "raw_labels", "transaction_features"} <= keys
+
+
+def test_one_canary_policy_for_the_sensor_and_the_deployment_asset():
+    """definitions.py sets the rollout policy once; the seldon_deployment asset (first step,
+    recorded steps) and canary_sensor (next step) both read it from the seldon_target resource."""
+    import definitions
+    from assets.deployment import DeploymentConfig
+
+    target = definitions.RESOURCES["seldon_target"]
+    assert target.canary == definitions.CANARY_POLICY
+    assert DeploymentConfig().steps is None  # no second copy of the steps: the target's policy applies

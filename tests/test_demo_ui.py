@@ -1,5 +1,5 @@
-"""`make demo` in a reduced size (the closed loop with the real daemon), then the Dagster UI on
-its state, seen through headless Chromium as a person would."""
+"""`make demo` (`driftline demo`) in a reduced size (the closed loop with the real daemon), then
+the Dagster UI on its state, seen through headless Chromium as a person would."""
 
 import os
 import subprocess
@@ -27,9 +27,9 @@ GROUPS = {
 def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, DRIFTLINE_DATA_DIR=str(data), DAGSTER_HOME=str(data / "dagster_home"),
-               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{free_port()}", PYTHONPATH=str(ROOT))
+               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "scripts.demo", "--profile", "ci"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "driftline.cli", "demo", "--profile", "ci"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     timeline = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     (data / "timeline.txt").write_text("\n".join(timeline))
@@ -59,8 +59,8 @@ def browser(demo):
     from selenium.webdriver.chrome.service import Service
 
     port = free_port()
-    # What `make dev` runs: the webserver and the daemon (`dagster dev`) and the serving stack.
-    dev = subprocess.Popen([sys.executable, "-m", "scripts.dev", "--port", str(port)], cwd=ROOT, env=demo["env"],
+    # What `make dev` (`driftline dev`) runs: the webserver and the daemon (`dagster dev`) and the serving stack.
+    dev = subprocess.Popen([sys.executable, "-m", "driftline.cli", "dev", "--port", str(port)], cwd=ROOT, env=demo["env"],
                            stdout=open(demo["data"] / "dev.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -1,6 +1,6 @@
 """deployment/: core manifests against Kubernetes K8S_VERSION (kubernetes-validate, strict),
 SeldonDeployments against Seldon's v1 CRD schema, Istio policies against the local ingress's
-scopes, Dockerfiles against the requirement files `make setup` installs, and the sink."""
+scopes, Dockerfiles against the distributions `make setup` installs, and the sink."""
 
 from __future__ import annotations
 
@@ -92,19 +92,18 @@ def test_istio_policies_require_the_local_ingress_scopes():
     assert deny["action"] == "DENY" and deny["rules"][0]["from"][0]["source"]["notRequestPrincipals"] == ["*"]
 
 
-@pytest.mark.parametrize("dockerfile,env", [("Dockerfile.user-code", "orchestration"), ("Dockerfile.serving", "serving")])
-def test_dockerfiles_install_exactly_what_make_setup_installs(dockerfile, env):
-    """The images install the same requirement and lock files as `make setup`, less the
-    test-only requirements/test.in."""
+@pytest.mark.parametrize("dockerfile,env,project", [("Dockerfile.user-code", "orchestration", "."),
+                                                    ("Dockerfile.serving", "serving", "./seldon")])
+def test_dockerfiles_install_the_distribution_make_setup_installs(dockerfile, env, project):
+    """The images install the same distribution with the same lock as `make setup` (less the
+    test extra), never folders copied one by one onto a PYTHONPATH."""
     text = (ROOT / "deployment" / dockerfile).read_text()
-    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    make_lines = [line for line in re.findall(r"pip install[^\n]*", makefile) if f"requirements/{env}.in" in line]
-    assert len(make_lines) == 1
-    make_files = set(re.findall(r"-[rc] requirements/\S+", make_lines[0])) - {"-r requirements/test.in"}
-    assert make_files == {f"-r requirements/{env}.in", f"-c requirements/{env}.lock"}, make_lines
-    installs = [line for line in re.findall(r"pip install[^\n]*", text)]
-    assert installs and all(set(re.findall(r"-[rc] requirements/\S+", line)) == make_files for line in installs)
-    assert f"COPY requirements/{env}.in requirements/{env}.lock requirements/" in text
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"-e '{project}[test]' -c requirements/{env}.lock" in makefile
+    installs = re.findall(r"pip install[^\n]*", text)
+    assert len(installs) == 1
+    assert f"-c /tmp/src/requirements/{env}.lock" in installs[0]
+    assert "[test]" not in installs[0] and "PYTHONPATH" not in text
     for copied in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
         for src in copied.split():
             assert (ROOT / src.rstrip("/")).exists(), f"{dockerfile} copies missing {src}"

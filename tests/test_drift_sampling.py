@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from monitoring.drift import DriftConfig, drift_decision
-from monitoring.simulate import reference_from_days
 from resources import SyntheticEventSource
+from testkit.simulate import reference_from_days
 
 WORLD = dict(seed=2, n_users=20_000, n_merchants=2_000, events_per_day=40_000, fraud_rate=0.004)
 START, DRIFT_START = dt.date(2026, 10, 1), dt.date(2026, 10, 15)

@@ -11,7 +11,7 @@ code, `training_set` + `fraud_model` run in Dagster on the 28 days that end 14 d
 (labels known at START), registered in MLflow and promoted without the evaluation gate (tested in
 test_training.py; on this small world it prefers its logistic-regression baseline). Every logged
 day is scored by its serving artifact on the features Feast serves at each request's time
-(monitoring/simulate.py); the drift report's reference is its training split, as in production.
+(testkit/simulate.py); the drift report's reference is its training split, as in production.
 """
 
 import datetime as dt
@@ -23,12 +23,11 @@ import pandas as pd
 import pytest
 
 from assets.partitions import LOOKBACK_DAYS
-from monitoring.simulate import (build_features, champion_scores, days_between, land_days, replay, seed_history,
-                                 train_champion)
 from resources import SyntheticEventSource
 from sensors.drift import RetrainPolicy, build_drift_sensor
+from testkit.simulate import (build_features, champion_scores, days_between, land_days, replay, seed_history,
+                              train_champion)
 
-from .conftest import make_resources
 
 WORLD = dict(seed=11, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
 START = dt.date(2026, 10, 1)
@@ -46,7 +45,7 @@ MONITORED_DAYS = {"none": 44, "covariate": 12, "concept": 28}
 
 
 @pytest.fixture(scope="module")
-def champion(tmp_path_factory):
+def champion(tmp_path_factory, make_resources):
     """The pre-drift world in a lake (identical in every scenario), the champion trained on it,
     and its scores of the pre-drift days."""
     root = tmp_path_factory.mktemp("champion")
@@ -74,7 +73,7 @@ def _sensor_tick(sensor):
     return tick
 
 
-def _scenario(tmp_path, champion, scenario):
+def _scenario(tmp_path, champion, scenario, make_resources):
     source = SyntheticEventSource(**WORLD, drift_scenario=scenario,
                                   drift_start=None if scenario == "none" else DRIFT_START.isoformat())
     world = source.world()
@@ -112,8 +111,8 @@ def _pr_aucs(records, before=None, after=None):
     return out
 
 
-def test_no_drift_over_many_windows_triggers_no_retraining(tmp_path, champion, capsys):
-    records, keys = _scenario(tmp_path, champion, "none")
+def test_no_drift_over_many_windows_triggers_no_retraining(tmp_path, champion, capsys, make_resources):
+    records, keys = _scenario(tmp_path, champion, "none", make_resources)
     windows = [r["drift"] for r in records]
     drifted = sum(bool(w["drifted"]) for w in windows)
     features = sorted(windows[0]["scores"])
@@ -133,8 +132,8 @@ def test_no_drift_over_many_windows_triggers_no_retraining(tmp_path, champion, c
     assert min(perf) > POLICY.pr_auc_floor
 
 
-def test_covariate_drift_triggers_exactly_one_retraining(tmp_path, champion, capsys):
-    records, keys = _scenario(tmp_path, champion, "covariate")
+def test_covariate_drift_triggers_exactly_one_retraining(tmp_path, champion, capsys, make_resources):
+    records, keys = _scenario(tmp_path, champion, "covariate", make_resources)
     assert len(keys) == 1, keys
     (key, (day, trigger)), = keys.items()
     assert trigger == "drift" and key.startswith("drift-v")
@@ -149,8 +148,8 @@ def test_covariate_drift_triggers_exactly_one_retraining(tmp_path, champion, cap
               f"scores that day {records[[r['day'] for r in records].index(day)]['drift']['scores']}")
 
 
-def test_concept_drift_triggers_exactly_one_retraining_from_labels(tmp_path, champion, capsys):
-    records, keys = _scenario(tmp_path, champion, "concept")
+def test_concept_drift_triggers_exactly_one_retraining_from_labels(tmp_path, champion, capsys, make_resources):
+    records, keys = _scenario(tmp_path, champion, "concept", make_resources)
     assert not any(r["drift"]["drifted"] for r in records)  # the inputs barely move
     assert len(keys) == 1, keys
     (key, (day, trigger)), = keys.items()

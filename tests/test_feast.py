@@ -34,7 +34,6 @@ from assets.ingestion import raw_labels, raw_transactions
 from resources import SyntheticEventSource
 from resources.feast_store import FeastStore
 from resources.lake import Lake
-from tests.conftest import make_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(5)]  # snapshots of DAYS[:4]; DAYS[4] is "after"
@@ -68,12 +67,12 @@ def _transactions(lake: Lake, day: dt.date) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("feast")
     source = SyntheticEventSource(seed=3, n_users=150, n_merchants=40, events_per_day=400, fraud_rate=0.04)
     resources = make_resources(root, event_source=source)
     lake = resources["lake"]
-    feast = FeastStore(repo_dir=str(root / "feast"), lake_root=lake.root)
+    feast = FeastStore(lake=lake, repo_dir=str(root / "feast"))
     resources["feast"] = feast
     # The real data plane: raw events, validated, and their point-in-time features.
     for d in DAYS:
@@ -339,18 +338,19 @@ def test_training_frame_without_any_match(world):
 
 
 def test_config_is_pluggable_and_absolute(tmp_path):
-    store = FeastStore(repo_dir=str(tmp_path / "feast"), online_store_type="redis",
+    lake = Lake(root=str(tmp_path / "lake"))
+    store = FeastStore(lake=lake, repo_dir=str(tmp_path / "feast"), online_store_type="redis",
                        online_store_connection_string="redis:6379,db=0")
     assert store.config_dict()["online_store"] == {"type": "redis", "connection_string": "redis:6379,db=0"}
-    local = FeastStore(repo_dir="data/feast").config_dict()
+    local = FeastStore(lake=lake, repo_dir="data/feast").config_dict()
     assert Path(local["registry"]["path"]).is_absolute() and Path(local["online_store"]["path"]).is_absolute()
     with pytest.raises(ValueError):
-        FeastStore(online_store_type="redis").config_dict()
+        FeastStore(lake=lake, online_store_type="redis").config_dict()
 
 
 def test_code_location_does_not_import_feast():
     code = ("import sys, assets.feature_store, resources.feast_store, resources.feast_repo; "
             "heavy = {'feast', 'duckdb', 'dask'} & {m.split('.')[0] for m in sys.modules}; assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     assert len(FEATURE_STORE_ASSETS) == 4
     assert set(ON_DEMAND_FEATURES) <= set(SERVED_FEATURES)

@@ -4,8 +4,10 @@ The reference below loops over rows and filters each user's / merchant's events 
 so it can be read against the spec line by line. A small synthetic world (with a high
 fraud rate, so chargebacks exist) is extended with hand-placed edge cases: events at the
 same instant, events exactly on window boundaries, chargebacks labelled exactly at a
-row's timestamp or for transactions exactly 30 days old. The pandas and Polars baselines
-of the benchmark are checked too, so the benchmark compares correct implementations.
+row's timestamp or for transactions exactly as old as the merchant window. The pandas and
+Polars baselines of the benchmark are checked too, so the benchmark compares correct
+implementations.
+Windows, names and types come from driftline.spec, so the reference follows a change there.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 from bench.compare import compare_features
 from bench.features_pandas import compute_features_pandas
 from bench.features_polars import compute_features_polars
-from bench.spec import COLUMNS, FEATURE_COLUMNS
+from driftline import spec
+from driftline.spec import COLUMNS, FEATURE_COLUMNS
 from resources.lake import Lake
 from resources.synthetic import SyntheticWorld, WorldConfig
 
@@ -31,10 +34,8 @@ N_DAYS = 10
 START = dt.datetime(2024, 3, 6)
 END = dt.datetime(2024, 3, 13)
 
-US_PER_S = 1_000_000
-HOUR, DAY = 3600 * US_PER_S, 86_400 * US_PER_S
-WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
-LOOKBACK = 30 * DAY
+US_PER_S = spec.US_PER_SECOND
+WINDOWS = {w.suffix: w.micros for w in spec.USER_WINDOWS}
 
 
 # --------------------------------------------------------------------------- reference
@@ -56,32 +57,36 @@ def reference_features(transactions: pd.DataFrame, labels: pd.DataFrame,
         by_merchant[e["merchant_id"]].append(e)
 
     start_us, end_us = _us(pd.Series([start, end]))
+    lookback, distinct, new_merchant, mean, merchant = (
+        w.micros for w in (spec.LOOKBACK, spec.DISTINCT_MERCHANTS, spec.NEW_MERCHANT, spec.USER_MEAN, spec.MERCHANT))
     rows = []
     for e in events:
         t = e["ts"]
         if not start_us <= t < end_us:
             continue
         when = pd.Timestamp(t, unit="us")
-        past = [p for p in by_user[e["user_id"]] if t - LOOKBACK <= p["ts"] < t]
+        past = [p for p in by_user[e["user_id"]] if t - lookback <= p["ts"] < t]
         row = {c: e[c] for c in ("event_id", "user_id", "merchant_id", "amount", "category", "country", "channel")}
         row["event_ts"] = when
-        row["hour_of_day"] = when.hour
-        row["day_of_week"] = when.isoweekday()
-        for name, w in WINDOWS.items():
-            in_window = [p for p in past if p["ts"] >= t - w]
-            row[f"user_txn_count_{name}"] = len(in_window)
-            row[f"user_amount_sum_{name}"] = sum(p["amount"] for p in in_window)
+        row[spec.HOUR_OF_DAY] = when.hour
+        row[spec.DAY_OF_WEEK] = when.isoweekday()
+        for window in spec.USER_WINDOWS:
+            in_window = [p for p in past if p["ts"] >= t - window.micros]
+            row[spec.user_txn_count(window)] = len(in_window)
+            row[spec.user_amount_sum(window)] = sum(p["amount"] for p in in_window)
         latest = max(past, key=lambda p: (p["ts"], p["event_id"])) if past else None
-        row["seconds_since_prev_txn"] = (t - latest["ts"]) / US_PER_S if latest else None
-        row["amount_to_user_mean_30d"] = e["amount"] / (sum(p["amount"] for p in past) / len(past)) if past else None
-        row["user_distinct_merchants_24h"] = len({p["merchant_id"] for p in past if p["ts"] >= t - DAY})
-        row["is_new_merchant"] = int(not any(p["merchant_id"] == e["merchant_id"] for p in past))
-        row["country_changed"] = int(latest is not None and latest["country"] != e["country"])
-        n_merchant = sum(1 for p in by_merchant[e["merchant_id"]] if t - LOOKBACK <= p["ts"] < t)
-        n_cb = sum(1 for m, ev, lab in chargebacks if m == e["merchant_id"] and lab < t and ev >= t - LOOKBACK)
-        row["merchant_txn_count_30d"] = n_merchant
-        row["merchant_cb_count_30d"] = n_cb
-        row["merchant_cb_rate_30d"] = n_cb / max(n_merchant, 1)
+        row[spec.SECONDS_SINCE_PREV_TXN] = (t - latest["ts"]) / US_PER_S if latest else None
+        for_mean = [p["amount"] for p in past if p["ts"] >= t - mean]
+        row[spec.AMOUNT_TO_USER_MEAN] = e["amount"] / (sum(for_mean) / len(for_mean)) if for_mean else None
+        row[spec.USER_DISTINCT_MERCHANTS] = len({p["merchant_id"] for p in past if p["ts"] >= t - distinct})
+        row[spec.IS_NEW_MERCHANT] = int(not any(p["merchant_id"] == e["merchant_id"] for p in past
+                                                if p["ts"] >= t - new_merchant))
+        row[spec.COUNTRY_CHANGED] = int(latest is not None and latest["country"] != e["country"])
+        n_merchant = sum(1 for p in by_merchant[e["merchant_id"]] if t - merchant <= p["ts"] < t)
+        n_cb = sum(1 for m, ev, lab in chargebacks if m == e["merchant_id"] and lab < t and ev >= t - merchant)
+        row[spec.MERCHANT_TXN_COUNT] = n_merchant
+        row[spec.MERCHANT_CB_COUNT] = n_cb
+        row[spec.MERCHANT_CB_RATE] = n_cb / max(n_merchant, 1)
         rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.astype({c: t for c, t in FEATURE_COLUMNS.items() if t in ("int32", "int64")})
@@ -117,18 +122,19 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     # Same instant: a second payment of the same user at the same merchant and time.
     a = _pick(tx, 4)
     tx = _add_tx(tx, a, "edge_same_instant", a["event_ts"], amount=777.0)
-    # Exact window edges (included, since windows are [t - w, t)): 1h, 24h and 7d before b.
+    # Exact window edges (included, since windows are [t - w, t)): each user window before b.
     b = _pick(tx, 8, 3)
     for name, w_us in WINDOWS.items():
         tx = _add_tx(tx, b, f"edge_{name}_before", b["event_ts"] - pd.Timedelta(microseconds=w_us),
                      merchant_id=int((b["merchant_id"] + 1) % 30), amount=1000.0, country="US")
-    # Chargebacks at the edges: labelled exactly at t, and for payments exactly 30 d old.
+    # Chargebacks at the edges: labelled exactly at t, and for payments exactly the merchant window old.
     c = _pick(tx, 6, 5)
     t = c["event_ts"]
+    width = pd.Timedelta(spec.MERCHANT.timedelta)
     labels = _add_label(labels, c["merchant_id"], t - pd.Timedelta(days=3), t, "edge_cb_at_t")  # not yet known
-    labels = _add_label(labels, c["merchant_id"], t - pd.Timedelta(days=30), t - pd.Timedelta(days=1),
-                        "edge_cb_30d")  # exactly 30 days old: counts
-    labels = _add_label(labels, c["merchant_id"], t - pd.Timedelta(days=30, microseconds=1),
+    labels = _add_label(labels, c["merchant_id"], t - width, t - pd.Timedelta(days=1),
+                        "edge_cb_window")  # exactly the window old: counts
+    labels = _add_label(labels, c["merchant_id"], t - width - pd.Timedelta(microseconds=1),
                         t - pd.Timedelta(days=1), "edge_cb_older")  # a microsecond older: does not
     return tx.sort_values(["event_ts", "event_id"], ignore_index=True), labels
 
@@ -178,9 +184,9 @@ def duckdb_result(world, tmp_path_factory) -> pa.Table:
 def test_reference_sees_the_edge_cases(reference):
     """Guards the fixture: the hand-placed cases must land inside [START, END)."""
     ref = reference.set_index("event_id")
-    assert "edge_same_instant" in ref.index and "edge_1h_before" in ref.index
-    assert ref["merchant_cb_count_30d"].gt(0).any()
-    assert ref["seconds_since_prev_txn"].isna().any() and ref["country_changed"].eq(1).any()
+    assert "edge_same_instant" in ref.index and f"edge_{spec.USER_WINDOWS[0].suffix}_before" in ref.index
+    assert ref[spec.MERCHANT_CB_COUNT].gt(0).any()
+    assert ref[spec.SECONDS_SINCE_PREV_TXN].isna().any() and ref[spec.COUNTRY_CHANGED].eq(1).any()
 
 
 def test_duckdb_schema_matches_spec(duckdb_result):
@@ -245,7 +251,8 @@ def test_point_in_time(world, engine, tmp_path):
     assert not problems, "\n".join(problems)
     later = before.index.difference(until_t)
     user_later = later[before.loc[later, "user_id"] == x["user_id"]]
-    assert (after.loc[user_later, "user_amount_sum_7d"] > before.loc[user_later, "user_amount_sum_7d"]).any(), (
+    longest = spec.user_amount_sum(spec.USER_WINDOWS[-1])
+    assert (after.loc[user_later, longest] > before.loc[user_later, longest]).any(), (
         "the injected payment should show up in later rows")
 
 
@@ -261,6 +268,21 @@ def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp
     got = run_duckdb(tmp_path, shuffled, labels.assign(merchant_id=remap(labels["merchant_id"]))).to_pandas()
     got = got.assign(user_id=(got["user_id"] - scale[1]) // scale[0], merchant_id=(got["merchant_id"] - scale[1]) // scale[0])
     problems = compare_features(reference, got, ("reference", f"duckdb, shuffled rows, {ids} ids"), check_order=False)
+    assert not problems, "\n".join(problems)
+
+
+def test_duckdb_windows_apart_from_the_lookback(world, reference, tmp_path, monkeypatch):
+    """The kernel walks the new-merchant window, the mean's and the lookback with one pointer
+    while they are equal (the spec today) and apart otherwise: shorter ones take that way.
+    (Only the lengths change here; the column names keep their import-time suffixes.)"""
+    monkeypatch.setattr(spec, "NEW_MERCHANT", spec.days(2))
+    monkeypatch.setattr(spec, "USER_MEAN", spec.days(5))
+    shorter = reference_features(*world, START, END)
+    for column in (spec.IS_NEW_MERCHANT, spec.AMOUNT_TO_USER_MEAN):
+        assert (shorter[column] != reference[column]).any(), column
+    got = run_duckdb(tmp_path, *world)
+    problems = compare_features(shorter, got, ("reference", "duckdb"), columns=[
+        "event_id", spec.IS_NEW_MERCHANT, spec.AMOUNT_TO_USER_MEAN, spec.SECONDS_SINCE_PREV_TXN])
     assert not problems, "\n".join(problems)
 
 

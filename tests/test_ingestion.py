@@ -10,7 +10,6 @@ import pytest
 from assets import features, ingestion
 from resources import LandingFolderEventSource
 
-from .conftest import make_resources
 
 DAY = "2026-10-05"
 
@@ -72,7 +71,7 @@ def _corrupted_day(source: LandingFolderEventSource, good: pd.DataFrame) -> dict
     return expected
 
 
-def test_quarantine_conserves_rows_and_names_each_reason(tmp_path, resources):
+def test_quarantine_conserves_rows_and_names_each_reason(tmp_path, resources, make_resources):
     good = resources["event_source"].read("transactions", dt.date(2026, 10, 5))
     landing = LandingFolderEventSource(path=str(tmp_path / "landing"))
     expected = _corrupted_day(landing, good)
@@ -92,7 +91,7 @@ def test_quarantine_conserves_rows_and_names_each_reason(tmp_path, resources):
     assert view.set_index("source")["n"].to_dict() == {"raw_transactions": len(expected)}
 
 
-def test_blocking_check_stops_a_bad_partition_flowing_downstream(tmp_path, resources):
+def test_blocking_check_stops_a_bad_partition_flowing_downstream(tmp_path, resources, make_resources):
     good = resources["event_source"].read("transactions", dt.date(2026, 10, 5))
     landing = LandingFolderEventSource(path=str(tmp_path / "landing"))
     _corrupted_day(landing, good)
@@ -108,7 +107,7 @@ def test_blocking_check_stops_a_bad_partition_flowing_downstream(tmp_path, resou
     assert not res["lake"].has_partition("transaction_features", DAY)
 
 
-def test_missing_landing_files_fail_with_a_clear_error(tmp_path):
+def test_missing_landing_files_fail_with_a_clear_error(tmp_path, make_resources):
     res = make_resources(tmp_path, event_source=LandingFolderEventSource(path=str(tmp_path / "empty")))
     with pytest.raises(Exception, match="no landing files for transactions on 2026-10-05"):
         _materialize([ingestion.raw_transactions], res)

@@ -23,7 +23,6 @@ from assets.features import transaction_features
 from resources.feast_store import FeastStore
 from resources.lake import Lake, is_remote_url, spark_path
 from resources.warehouse import Warehouse
-from tests.conftest import make_resources
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning",
@@ -146,14 +145,13 @@ def test_duckdb_reads_the_s3_lake_through_the_registered_filesystem(s3_endpoint,
     assert warehouse.query("select count(*) n from events", lake=lake)["n"][0] == 60
 
 
-def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path):
+def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path, make_resources):
     """raw events, features, snapshots, the Feast registry, the online store and the
     point-in-time training join, with the lake in the bucket and nothing of it on disk."""
     lake = _lake(s3_endpoint, "assets")
     resources = make_resources(tmp_path)
     resources["lake"] = lake
-    resources["feast"] = FeastStore(repo_dir=str(tmp_path / "feast"), lake_root=lake.root,
-                                    lake_s3_endpoint_url=s3_endpoint)
+    resources["feast"] = FeastStore(lake=lake, repo_dir=str(tmp_path / "feast"))
     first = (dt.date.fromisoformat(DAY) - dt.timedelta(days=1)).isoformat()
     for day in (first, DAY):
         result = dg.materialize([ingestion.raw_transactions, ingestion.raw_labels, transaction_features],
@@ -219,7 +217,7 @@ def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path):
 
 def test_monitoring_reads_and_writes_the_s3_lake(s3_endpoint):
     from monitoring.data import performance_rows, read_prediction_window, reference_frame, report_dir
-    from monitoring.simulate import write_prediction_log
+    from testkit.simulate import write_prediction_log
 
     lake = _lake(s3_endpoint, "mon")
     tx = pd.DataFrame({"event_id": list("abcd"), "user_id": [1, 2, 3, 4], "merchant_id": [5, 5, 6, 6],
@@ -285,9 +283,9 @@ def test_spark_engine_gets_s3a_paths_of_the_s3_lake(s3_endpoint, monkeypatch):
     assert seen["labels"] == [f"s3a://{BUCKET}/spark/raw_labels/date={DAY}/data.parquet"]
 
 
-def test_drift_report_on_an_s3_lake_uploads_its_html(s3_endpoint, tmp_path):
+def test_drift_report_on_an_s3_lake_uploads_its_html(s3_endpoint, tmp_path, make_resources):
     from assets import monitoring
-    from monitoring.simulate import register_stand_in_champion, write_prediction_log, write_reference
+    from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
     from resources import SyntheticEventSource
 
     lake = _lake(s3_endpoint, "drift/lake")

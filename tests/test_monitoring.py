@@ -10,16 +10,15 @@ import pyarrow as pa
 import pytest
 
 from assets import monitoring
-from monitoring.simulate import register_stand_in_champion, write_prediction_log, write_reference
 from resources import SyntheticEventSource
+from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
 
-from .conftest import make_resources
 
 ASSETS = [monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("monitoring")
     source = SyntheticEventSource(seed=3, n_users=400, n_merchants=90, events_per_day=1_200, fraud_rate=0.02,
                                   drift_scenario="covariate", drift_start="2026-10-15")
@@ -101,7 +100,7 @@ def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
     assert len(seen) == len(rows)  # analysts see it through the warehouse view
 
 
-def test_reference_comes_from_the_training_set_once_then_stays(env, tmp_path):
+def test_reference_comes_from_the_training_set_once_then_stays(env, tmp_path, make_resources):
     from monitoring.data import reference_frame
 
     res = make_resources(tmp_path)
@@ -137,3 +136,12 @@ def test_retrain_job_and_sensor_resolve_against_the_whole_graph():
 
 def _keys(asset):
     return asset.keys if hasattr(asset, "keys") else {asset.key}
+
+
+def test_drift_report_config_takes_its_defaults_from_drift_config():
+    """One source of drift defaults (monitoring/drift.py): the run config builds the dataclass."""
+    from monitoring.drift import DriftConfig
+
+    assert monitoring.DriftReportConfig().drift_config() == DriftConfig()
+    changed = monitoring.DriftReportConfig(min_rows=5, drift_share=0.5).drift_config()
+    assert (changed.min_rows, changed.drift_share, changed.num_threshold) == (5, 0.5, DriftConfig().num_threshold)

@@ -19,7 +19,7 @@ from assets import feature_store, ingestion
 from assets.features import transaction_features
 from resources import SyntheticEventSource
 from resources.profiles import dagster_instance_yaml, k8s_resources, lake_root
-from tests.conftest import SMALL_WORLD
+from testkit.worlds import SMALL_WORLD
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning",
@@ -185,8 +185,9 @@ def test_lake_url_on_an_object_store_is_the_lake_root():
         "s3://driftline/lake", "http://minio:9000", "eu-west-3", True)
     assert lake.partition_url("raw_labels", "2026-10-01") == "s3://driftline/lake/raw_labels/date=2026-10-01/data.parquet"
     feast = resources["feast"]
-    assert (feast.lake_root, feast.lake_s3_endpoint_url, feast.lake_s3_region) == (
+    assert (feast.lake.root, feast.lake.s3_endpoint_url, feast.lake.s3_region) == (
         "s3://driftline/lake", "http://minio:9000", "eu-west-3")
+    assert resources["seldon_target"].lake.root == "s3://driftline/lake"
     conf = resources["feature_engine"].spark.spark_config
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
@@ -196,3 +197,24 @@ def test_lake_url_on_an_object_store_is_the_lake_root():
     local = k8s_resources({"DRIFTLINE_LAKE_URL": "file:///lake"}, event_source=SyntheticEventSource(**SMALL_WORLD))
     assert local["lake"].root == "/lake" and not local["lake"].is_remote
     assert not any(k.startswith("spark.hadoop.fs.s3a") for k in local["feature_engine"].spark.spark_config)
+
+
+def test_profile_deploys_to_kubernetes_with_secrets_as_env_vars(monkeypatch):
+    """The k8s profile's SeldonTarget comes from the settings, and from os.environ the
+    connection strings reach the resources as dg.EnvVar (the UI shows names, not passwords)."""
+    env = {"DRIFTLINE_SELDON_NAMESPACE": "ml", "DRIFTLINE_SELDON_DEPLOYMENT": "fraud-eu",
+           "DRIFTLINE_SELDON_IMAGE": "registry.example.com/driftline/serving:9.9",
+           "DRIFTLINE_INGRESS_URL": "https://gateway.example.com",
+           "DRIFTLINE_MLFLOW_TRACKING_URI": "postgresql+psycopg2://mlflow:pw@postgresql:5432/mlflow",
+           "DRIFTLINE_REDIS": "redis-master:6379,password=pw", "DRIFTLINE_INGRESS_JWT_SECRET": "s3cret"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    resources = k8s_resources(event_source=SyntheticEventSource(**SMALL_WORLD))
+    target = resources["seldon_target"]
+    assert (target.kind, target.namespace, target.deployment_name, target.image, target.ingress_url) == (
+        "kubernetes", "ml", "fraud-eu", "registry.example.com/driftline/serving:9.9", "https://gateway.example.com")
+    assert target.in_cluster and target.online_features == "server"
+    for value in (resources["mlflow_registry"].tracking_uri, resources["feast"].online_store_connection_string,
+                  target.ingress_jwt_secret):
+        assert isinstance(value, dg.EnvVar) and "pw" not in value and "s3cret" not in value
+    assert resources["mlflow_registry"]._uri() == env["DRIFTLINE_MLFLOW_TRACKING_URI"]  # resolved when used

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from seldon.artifact import encode_columns
-from seldon.testing import build_artifact, sample_rows, small_schema
+from testkit.artifacts import build_artifact, sample_rows, small_schema
 
 
 def _reference_encode(schema, columns):

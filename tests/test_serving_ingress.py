@@ -17,14 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from resources.lake import Lake
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
-from seldon.testing import build_artifact, sample_rows, token
 from seldon.runtime import free_port
+from testkit.artifacts import build_artifact, sample_rows
+from testkit.serving import SECRET, SERVING_PY
+from testkit.tokens import token
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
-SECRET = "test-secret-that-is-long-enough-for-hs256!"
 pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`")
 
 
@@ -43,7 +44,7 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("ingress")
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     port = free_port()
-    target = SeldonTarget(serving_dir=str(root / "serving"), lake_root=str(root / "lake"),
+    target = SeldonTarget(serving_dir=str(root / "serving"), lake=Lake(root=str(root / "lake")),
                           feast_repo=str(root / "no-feast"), ingress_url=f"http://127.0.0.1:{port}")
     manifest = mf.render("fraud", "default", predictors(root, 30, shadow=True), "driftline/serving:test")
     target.apply(manifest)
@@ -251,7 +252,7 @@ def test_tls_when_certificate_configured(tmp_path, stack):
     proc = subprocess.Popen([str(SERVING_PY), "-X", "faulthandler", "-m", "seldon.ingress", "--manifest", str(target.manifest_path),
                              "--endpoints", str(target.state_dir / "endpoints.json"), "--port", str(port),
                              "--tls-cert", str(cert), "--tls-key", str(key)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE)
     try:
         url = f"https://127.0.0.1:{port}/seldon/default/fraud/api/v1.0/predictions"
         deadline = time.monotonic() + 20
@@ -273,7 +274,7 @@ def test_tls_when_certificate_configured(tmp_path, stack):
 # ------------------------------------------------------------ the prediction log's writer, in-process
 def _reference_features(body: bytes) -> list:
     """What the per-row writer logged: one json.dumps per row."""
-    from seldon.predlog import feature_rows
+    from seldon.predlog_encoding import feature_rows
 
     return [json.dumps(row) for row in feature_rows(body)]
 
@@ -311,7 +312,7 @@ def _odd_bodies() -> list:
 
 
 def test_log_features_are_byte_identical_to_per_row_json():
-    from seldon.predlog import FeatureEncoder, feature_json
+    from seldon.predlog_encoding import FeatureEncoder, feature_json
 
     bodies = [json.dumps(b).encode() for b in _odd_bodies()] + [b"not json", b"", b"[" * 50_000]
     for b in bodies:
@@ -327,11 +328,11 @@ def test_log_features_are_byte_identical_to_per_row_json():
 
 
 def test_arrow_float_text_is_repr_within_its_range():
-    """The range `seldon.predlog` trusts Arrow's float formatting in: same text as repr (+ '.0')."""
+    """The range `seldon.predlog_encoding` trusts Arrow's float formatting in: same text as repr (+ '.0')."""
     import numpy as np
     import pyarrow as pa
 
-    from seldon.predlog import _ARROW_FLOAT_RANGE
+    from seldon.predlog_encoding import _ARROW_FLOAT_RANGE
 
     rng = np.random.default_rng(0)
     lo, hi = (int(np.log10(b)) for b in _ARROW_FLOAT_RANGE)

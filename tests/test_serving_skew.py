@@ -22,14 +22,13 @@ import requests
 
 import definitions
 from assets.feature_store import snapshot_instant
+from driftline.pipeline import run_data_plane
 from resources import SyntheticEventSource
+from resources.lake import Lake
 from resources.seldon_target import SeldonTarget
-from scripts.pipeline import run_data_plane
 from seldon import manifest as mf
-from seldon.testing import token
-
-from .conftest import make_resources
 from seldon.runtime import free_port
+from testkit.tokens import token
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
@@ -41,7 +40,7 @@ pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving i
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory):
+def plane(tmp_path_factory, make_resources):
     """Lake, snapshots and the online store as of T; a serving artifact on the real feature schema;
     a handful of real transactions just after T with their batch scores."""
     import torch
@@ -112,7 +111,7 @@ def test_raw_transaction_scores_like_its_training_frame_row(plane, online):
     root = plane["root"] / f"serving-{online}"
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     port = free_port()
-    target = SeldonTarget(serving_dir=str(root), lake_root=str(root / "lake"), feast_repo=str(plane["feast"].repo_dir),
+    target = SeldonTarget(serving_dir=str(root), lake=Lake(root=str(root / "lake")), feast_repo=str(plane["feast"].repo_dir),
                           ingress_url=f"http://127.0.0.1:{port}", online_features=online,
                           feast_server_url=f"http://127.0.0.1:{free_port()}", ready_timeout_s=180)
     assert target.feast_url.startswith("file://" if online == "store" else "http://")

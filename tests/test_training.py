@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 
 import definitions
+from driftline.pipeline import run_data_plane, run_training
 from resources import SyntheticEventSource
 from resources.mlflow_registry import CHALLENGER, CHAMPION
-from scripts.pipeline import run_data_plane, run_training
 
-from .conftest import make_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = dict(seed=5, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
@@ -40,7 +39,7 @@ def _meta(result, key):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("training")
     resources = make_resources(root, event_source=SyntheticEventSource(**WORLD))
     assets = list(definitions.defs.assets)

@@ -4,8 +4,8 @@ the windows (see `window_kernels`).
 Rows are bucketed once by user and once by merchant (stable, so time order holds inside a
 bucket). Each bucket is then walked in time order with one pointer per window edge, so all
 windows together cost O(n), not a search or a rescan per window. Chargebacks become a +1 at
-`label_ts` and a -1 when their transaction leaves the 30-day window, so "known chargebacks"
-is two more pointers in the merchant walk.
+`label_ts` and a -1 when their transaction leaves the merchant window, so "known chargebacks"
+is two more pointers in the merchant walk. Windows, column names and types: driftline.spec.
 """
 
 from __future__ import annotations
@@ -19,25 +19,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftline import spec
+
 from . import window_kernels as wk
 
 
-US = 1_000_000
-HOUR = 3600 * US
+US = spec.US_PER_SECOND
+HOUR = 3600 * US  # calendar units of hour_of_day / day_of_week, not windows
 DAY = 24 * HOUR
-LOOKBACK = 30 * DAY
-USER_WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
+LOOKBACK = spec.LOOKBACK.micros
 MICRO_UNITS = 1_000_000  # amounts are summed as exact int64 micro-units
 
-FEATURE_COLUMNS = [
-    "event_id", "event_ts", "user_id", "merchant_id", "amount", "category", "country", "channel",
-    "hour_of_day", "day_of_week",
-    "user_txn_count_1h", "user_txn_count_24h", "user_txn_count_7d",
-    "user_amount_sum_1h", "user_amount_sum_24h", "user_amount_sum_7d",
-    "seconds_since_prev_txn", "amount_to_user_mean_30d", "user_distinct_merchants_24h",
-    "is_new_merchant", "country_changed",
-    "merchant_txn_count_30d", "merchant_cb_count_30d", "merchant_cb_rate_30d",
-]
+FEATURE_COLUMNS = spec.COLUMNS
 
 
 def _files_sql(files: list[str]) -> str:
@@ -58,16 +51,18 @@ def _load_events(con, files: list[str], lo_us: int, hi_us: int) -> pa.Table:
 
 
 def _load_label_deltas(con, files: list[str], lo_us: int, hi_us: int) -> pa.Table:
-    """Chargebacks that can be known inside [lo, hi) while their transaction is < 30 d old."""
+    """Chargebacks that can be known inside [lo, hi) while their transaction is inside the
+    merchant window."""
     if not files:
         return pa.table({"merchant_id": pa.array([], pa.int64()), "plus_us": pa.array([], pa.int64()),
                          "minus_us": pa.array([], pa.int64())})
+    width = spec.MERCHANT.micros
     return con.sql(f"""
-        select merchant_id, epoch_us(label_ts) as plus_us, epoch_us(event_ts) + {LOOKBACK} as minus_us
+        select merchant_id, epoch_us(label_ts) as plus_us, epoch_us(event_ts) + {width} as minus_us
         from read_parquet({_files_sql(files)}, union_by_name = true)
         where is_fraud and label_ts < make_timestamp({hi_us})
-          and epoch_us(label_ts) < epoch_us(event_ts) + {LOOKBACK}
-          and epoch_us(event_ts) + {LOOKBACK} >= {lo_us}
+          and epoch_us(label_ts) < epoch_us(event_ts) + {width}
+          and epoch_us(event_ts) + {width} >= {lo_us}
     """).to_arrow_table()
 
 
@@ -83,8 +78,8 @@ def compute_transaction_features(
     end: dt.datetime,
 ) -> pa.Table:
     """Features for transactions with start <= event_ts < end, in the files' row order, from
-    the files given (which must cover [start - 30 d, end) for exact history). History rows only
-    move the windows along, so one day with 30 days of history costs little more than one day."""
+    the files given (which must cover [start - spec.LOOKBACK, end) for exact history). History rows
+    only move the windows along, so one day with 30 days of history costs little more than one day."""
     lo_us, start_us, end_us = _epoch_us(start) - LOOKBACK, _epoch_us(start), _epoch_us(end)
     if not transaction_files:
         return pa.table({c: [] for c in FEATURE_COLUMNS})
@@ -113,26 +108,27 @@ def compute_transaction_features(
         f |= merchant.result()
     ts_out = ts[keep] if n_out < n else ts
     day_no = ts_out // DAY
-    f["hour_of_day"] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
-    f["day_of_week"] = ((day_no + 3) % 7 + 1).astype(np.int32)
+    f[spec.HOUR_OF_DAY] = ((ts_out - day_no * DAY) // HOUR).astype(np.int32)
+    f[spec.DAY_OF_WEEK] = ((day_no + 3) % 7 + 1).astype(np.int32)
 
     table = ev.drop_columns(["ts"])
     if n_out < n:
         table = table.filter(pa.array(keep))
-    for name in FEATURE_COLUMNS[8:]:
+    for name in FEATURE_COLUMNS[len(spec.REQUEST_COLUMNS):]:
         table = table.append_column(name, pa.array(f[name], from_pandas=True))  # NaN -> null
     return table.select(FEATURE_COLUMNS)
 
 
 # The kernels' per-row records, slot by slot (see `window_kernels.user_windows`).
-USER_FLOAT_SLOTS = [f"user_amount_sum_{w}" for w in USER_WINDOWS] + ["seconds_since_prev_txn",
-                                                                    "amount_to_user_mean_30d"]
-USER_INT_SLOTS = [f"user_txn_count_{w}" for w in USER_WINDOWS] + ["user_distinct_merchants_24h", "is_new_merchant",
-                                                                 "country_changed"]
-MERCHANT_SLOTS = ["merchant_txn_count_30d", "merchant_cb_count_30d", "merchant_cb_rate_30d"]
-# The spec's types (docs/features.md): integer features are int64 but for the two flags.
-FEATURE_DTYPES = ({name: np.float64 for name in USER_FLOAT_SLOTS + ["merchant_cb_rate_30d"]}
-                  | {"is_new_merchant": np.int32, "country_changed": np.int32})
+USER_FLOAT_SLOTS = [spec.user_amount_sum(w) for w in spec.USER_WINDOWS] + [spec.SECONDS_SINCE_PREV_TXN,
+                                                                          spec.AMOUNT_TO_USER_MEAN]
+USER_INT_SLOTS = [spec.user_txn_count(w) for w in spec.USER_WINDOWS] + [spec.USER_DISTINCT_MERCHANTS,
+                                                                        spec.IS_NEW_MERCHANT, spec.COUNTRY_CHANGED]
+MERCHANT_SLOTS = [spec.MERCHANT_TXN_COUNT, spec.MERCHANT_CB_COUNT, spec.MERCHANT_CB_RATE]
+_NUMPY_TYPES = {"int64": np.int64, "int32": np.int32, "double": np.float64}
+# The spec's types of the computed columns.
+FEATURE_DTYPES = {name: _NUMPY_TYPES[spec.FEATURE_COLUMNS[name]]
+                  for name in USER_FLOAT_SLOTS + USER_INT_SLOTS + MERCHANT_SLOTS}
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,7 @@ class _WalkInputs:
 def _columns(records: np.ndarray, slots: list[str]) -> dict[str, np.ndarray]:
     """Per-row records to named feature columns of the spec's types."""
     columns = wk.columns_of(records)
-    return {name: columns[k].astype(FEATURE_DTYPES.get(name, np.int64), copy=False) for k, name in enumerate(slots)}
+    return {name: columns[k].astype(FEATURE_DTYPES[name], copy=False) for k, name in enumerate(slots)}
 
 
 def _user_features(w: _WalkInputs, users, n_users, amount, merchants, n_merchants, country) -> dict:
@@ -159,14 +155,15 @@ def _user_features(w: _WalkInputs, users, n_users, amount, merchants, n_merchant
     floats = np.empty((w.n_out, len(USER_FLOAT_SLOTS)), np.float64)
     ints = np.empty((w.n_out, len(USER_INT_SLOTS)), np.int32)
     wk.user_windows(order, starts, ts_w, amount_w, cents_w, merchant_w, n_merchants, country_w, w.out_pos, w.start_us,
-                    np.array(list(USER_WINDOWS.values()), np.int64), LOOKBACK, DAY, MICRO_UNITS, floats, ints)
+                    np.array([w.micros for w in spec.USER_WINDOWS], np.int64), LOOKBACK, spec.DISTINCT_MERCHANTS.micros,
+                    spec.NEW_MERCHANT.micros, spec.USER_MEAN.micros, MICRO_UNITS, floats, ints)
     return _columns(floats, USER_FLOAT_SLOTS) | _columns(ints, USER_INT_SLOTS)
 
 
 def _merchant_features(w: _WalkInputs, merchants, n_merchants, cb_starts, cb_plus, cb_minus) -> dict:
     order, starts = wk.bucket_order(merchants, n_merchants, w.time_order)
     records = np.empty((w.n_out, len(MERCHANT_SLOTS)), np.float64)
-    wk.merchant_windows(order, starts, wk.gather(w.ts, order), w.out_pos, w.start_us, LOOKBACK,
+    wk.merchant_windows(order, starts, wk.gather(w.ts, order), w.out_pos, w.start_us, spec.MERCHANT.micros,
                         cb_starts, cb_plus, cb_minus, records)
     return _columns(records, MERCHANT_SLOTS)
 
@@ -185,7 +182,7 @@ def _small_ids(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray | None]:
 
 
 def _chargebacks_by_merchant(deltas: pa.Table, merchant_uniq, n_merchants: int):
-    """Each merchant's chargeback +1 times (label_ts) and -1 times (event_ts + 30 d), sorted,
+    """Each merchant's chargeback +1 times (label_ts) and -1 times (event_ts + window), sorted,
     laid out by merchant (CSR offsets); merchants without events in the scan are dropped."""
     lm = _np(deltas, "merchant_id").astype(np.int64)
     if merchant_uniq is None:

@@ -2,11 +2,12 @@
 
 Every `[t - w, t)` window is a RANGE frame over integer microseconds, `w PRECEDING .. 1
 PRECEDING`: rows at the same instant fall out exactly as in the DuckDB engine's left binary
-search. Widths, column order and the micro-unit summation come from `duckdb_features`, so the
-two engines cannot drift apart silently (tests/test_spark_parity.py compares them row by row).
+search. Widths, column names, order and types come from driftline.spec and the micro-unit
+summation from `duckdb_features`, so the two engines cannot drift apart silently
+(tests/test_spark_parity.py compares them row by row).
 
 Known chargebacks: the label stream (+1 at `label_ts`, -1 when the transaction leaves the
-30-day window) is unioned with the merchant's transactions; a running sum of the deltas
+merchant window) is unioned with the merchant's transactions; a running sum of the deltas
 strictly before `t` is the count, the same prefix-count idea as the DuckDB engine.
 
 The result is collected to the driver as Arrow (`DataFrame.toArrow`): the asset writes one
@@ -22,28 +23,19 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .duckdb_features import DAY, FEATURE_COLUMNS, HOUR, LOOKBACK, MICRO_UNITS, US, USER_WINDOWS, _epoch_us
+from driftline import spec
+
+from .duckdb_features import DAY, FEATURE_COLUMNS, HOUR, LOOKBACK, MICRO_UNITS, US, _epoch_us
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
-REQUEST_COLUMNS = FEATURE_COLUMNS[:8]
-_INT32 = {"hour_of_day", "day_of_week", "is_new_merchant", "country_changed"}
-_INT64 = {"user_id", "merchant_id", "user_distinct_merchants_24h", "merchant_txn_count_30d",
-          "merchant_cb_count_30d"} | {f"user_txn_count_{w}" for w in USER_WINDOWS}
-_STRING = {"event_id", "category", "country", "channel"}
-
-
-def _arrow_type(name: str) -> pa.DataType:
-    if name == "event_ts":
-        return pa.timestamp("us")
-    if name in _STRING:
-        return pa.string()
-    return pa.int32() if name in _INT32 else pa.int64() if name in _INT64 else pa.float64()
-
+REQUEST_COLUMNS = spec.REQUEST_COLUMNS
+_ARROW_TYPES = {"string": pa.string(), "timestamp": pa.timestamp("us"), "int64": pa.int64(),
+                "int32": pa.int32(), "double": pa.float64()}
 
 # The lake schema of `transaction_features` (what the DuckDB engine returns too).
-SCHEMA = pa.schema([(c, _arrow_type(c)) for c in FEATURE_COLUMNS])
+SCHEMA = pa.schema([(name, _ARROW_TYPES[t]) for name, t in spec.FEATURE_COLUMNS.items()])
 
 
 def _micros(df: "DataFrame", name: str):
@@ -69,13 +61,13 @@ def _events(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) ->
 
 
 def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) -> "DataFrame | None":
-    """+1 at label_ts, -1 at event_ts + 30 d, for the chargebacks DuckDB's engine counts."""
+    """+1 at label_ts, -1 at event_ts + the merchant window, for the chargebacks DuckDB's engine counts."""
     from pyspark.sql import functions as F
 
     if not files:
         return None
     df = spark.read.option("mergeSchema", "true").parquet(*files)
-    plus, minus = _micros(df, "label_ts"), _micros(df, "event_ts") + LOOKBACK
+    plus, minus = _micros(df, "label_ts"), _micros(df, "event_ts") + spec.MERCHANT.micros
     cb = df.where(F.col("is_fraud") & (plus < end_us) & (plus < minus) & (minus >= lo_us))
     return (cb.select("merchant_id", plus.alias("ts"), F.lit(1).alias("delta"))
             .unionByName(cb.select("merchant_id", minus.alias("ts"), F.lit(-1).alias("delta"))))
@@ -83,7 +75,7 @@ def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: i
 
 def compute_transaction_features_spark(spark: "SparkSession", transaction_files: list[str],
                                        label_files: list[str], start: dt.datetime, end: dt.datetime) -> pa.Table:
-    """Features for transactions with start <= event_ts < end (files must cover [start - 30 d, end))."""
+    """Features for transactions with start <= event_ts < end (files must cover [start - spec.LOOKBACK, end))."""
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
 
@@ -103,35 +95,37 @@ def compute_transaction_features_spark(spark: "SparkSession", transaction_files:
     by_merchant = W.partitionBy("merchant_id").orderBy("ts")
     rows = rows.select(
         "*",
-        F.coalesce(F.sum("is_tx").over(by_merchant.rangeBetween(-LOOKBACK, -1)), F.lit(0))
-        .alias("merchant_txn_count_30d"),
+        F.coalesce(F.sum("is_tx").over(by_merchant.rangeBetween(-spec.MERCHANT.micros, -1)), F.lit(0))
+        .alias(spec.MERCHANT_TXN_COUNT),
         F.coalesce(F.sum("delta").over(by_merchant.rangeBetween(W.unboundedPreceding, -1)), F.lit(0))
-        .alias("merchant_cb_count_30d"),
+        .alias(spec.MERCHANT_CB_COUNT),
     ).where(F.col("is_tx") == 1)
 
     # User windows: [t - w, t) as RANGE w PRECEDING .. 1 PRECEDING over microseconds.
     by_user = W.partitionBy("user_id").orderBy("ts")
     micro = F.rint(F.col("amount") * MICRO_UNITS).cast("long")
     feats = {}
-    for name, width in USER_WINDOWS.items():
-        frame = by_user.rangeBetween(-width, -1)
-        feats[f"user_txn_count_{name}"] = F.count(F.lit(1)).over(frame)
-        feats[f"user_amount_sum_{name}"] = F.coalesce(F.sum(micro).over(frame), F.lit(0)) / MICRO_UNITS
-    month = by_user.rangeBetween(-LOOKBACK, -1)
-    count30, sum30 = F.count(F.lit(1)).over(month), F.sum(micro).over(month) / MICRO_UNITS
-    prev_ts = F.max("ts").over(month)
+    for window in spec.USER_WINDOWS:
+        frame = by_user.rangeBetween(-window.micros, -1)
+        feats[spec.user_txn_count(window)] = F.count(F.lit(1)).over(frame)
+        feats[spec.user_amount_sum(window)] = F.coalesce(F.sum(micro).over(frame), F.lit(0)) / MICRO_UNITS
+    history = by_user.rangeBetween(-LOOKBACK, -1)
+    mean_frame = by_user.rangeBetween(-spec.USER_MEAN.micros, -1)
+    count_m, sum_m = F.count(F.lit(1)).over(mean_frame), F.sum(micro).over(mean_frame) / MICRO_UNITS
+    prev_ts = F.max("ts").over(history)
     # DuckDB's "previous row" is the last of (ts, event_id) order: max_by picks the same one.
-    prev_country = F.max_by("country", F.struct("ts", "event_id")).over(month)
-    pair = W.partitionBy("user_id", "merchant_id").orderBy("ts").rangeBetween(-LOOKBACK, -1)
+    prev_country = F.max_by("country", F.struct("ts", "event_id")).over(history)
+    pair = W.partitionBy("user_id", "merchant_id").orderBy("ts").rangeBetween(-spec.NEW_MERCHANT.micros, -1)
+    distinct_frame = by_user.rangeBetween(-spec.DISTINCT_MERCHANTS.micros, -1)
     feats |= {
-        "seconds_since_prev_txn": (F.col("ts") - prev_ts) / US,
-        "amount_to_user_mean_30d": F.when(count30 > 0, F.col("amount") * count30 / sum30),
-        "user_distinct_merchants_24h": F.size(F.collect_set("merchant_id").over(by_user.rangeBetween(-DAY, -1))),
-        "is_new_merchant": (F.count(F.lit(1)).over(pair) == 0).cast("int"),
-        "country_changed": F.coalesce((prev_country != F.col("country")).cast("int"), F.lit(0)),
-        "merchant_cb_rate_30d": F.col("merchant_cb_count_30d") / F.greatest(F.col("merchant_txn_count_30d"), F.lit(1)),
-        "hour_of_day": F.expr(f"cast(pmod(ts, {DAY}) div {HOUR} as int)"),
-        "day_of_week": F.expr(f"cast(pmod(ts div {DAY} + 3, 7) + 1 as int)"),
+        spec.SECONDS_SINCE_PREV_TXN: (F.col("ts") - prev_ts) / US,
+        spec.AMOUNT_TO_USER_MEAN: F.when(count_m > 0, F.col("amount") * count_m / sum_m),
+        spec.USER_DISTINCT_MERCHANTS: F.size(F.collect_set("merchant_id").over(distinct_frame)),
+        spec.IS_NEW_MERCHANT: (F.count(F.lit(1)).over(pair) == 0).cast("int"),
+        spec.COUNTRY_CHANGED: F.coalesce((prev_country != F.col("country")).cast("int"), F.lit(0)),
+        spec.MERCHANT_CB_RATE: F.col(spec.MERCHANT_CB_COUNT) / F.greatest(F.col(spec.MERCHANT_TXN_COUNT), F.lit(1)),
+        spec.HOUR_OF_DAY: F.expr(f"cast(pmod(ts, {DAY}) div {HOUR} as int)"),
+        spec.DAY_OF_WEEK: F.expr(f"cast(pmod(ts div {DAY} + 3, 7) + 1 as int)"),
     }
     out = rows.select("*", *[c.alias(n) for n, c in feats.items()])
     out = out.where(F.col("ts") >= start_us).orderBy("user_id", "ts", "event_id")

@@ -74,17 +74,24 @@ def gather_by_order(order, ts, amount, merchant, country, micro):
 
 @_kernel
 def user_windows(order, starts, ts, amount, cents, merchant, n_merchants, country, out_pos, first_out_ts,
-                 widths, lookback, day, micro, floats, ints):
+                 widths, history, distinct_width, new_width, mean_width, micro, floats, ints):
     """Every per-user feature, walking each user's rows in time order. The inputs are in walk
     order (`gather_by_order`); `order[i]` is walk row i's scan row and `out_pos[scan row]` its
     output row (an empty `out_pos` means the identity); rows before `first_out_ts` are history.
+    Window lengths come from driftline.spec: `widths` of the counts and sums, `history` (how
+    far back "previous transaction" looks), and the distinct-merchant, new-merchant and mean
+    windows.
 
     A row's results go to one record, `floats[o]` = (sum per width..., seconds since previous,
-    amount to 30-day mean) and `ints[o]` = (count per width..., distinct merchants 24 h, new
-    merchant, country changed): two cache lines per row rather than one per feature column."""
+    amount to mean) and `ints[o]` = (count per width..., distinct merchants, new merchant,
+    country changed): two cache lines per row rather than one per feature column."""
     n_w = len(widths)
-    in_24h = np.zeros(n_merchants, np.int32)  # visits per merchant in the open 24 h window
-    in_30d = np.zeros(n_merchants, np.int32)
+    in_distinct = np.zeros(n_merchants, np.int32)  # visits per merchant in the open distinct window
+    in_new = np.zeros(n_merchants, np.int32)  # ... and in the new-merchant window
+    # The new-merchant and mean windows are usually one length: then one pointer serves both.
+    shared = new_width == mean_width
+    # "A previous row within `history`": the mean's pointer answers that when the lengths agree.
+    history_is_mean = history == mean_width
     lo = np.empty(n_w, np.int64)
     run_sum = np.empty(n_w, np.int64)
     identity = len(out_pos) == 0
@@ -95,8 +102,8 @@ def user_windows(order, starts, ts, amount, cents, merchant, n_merchants, countr
         for k in range(n_w):
             lo[k] = b
             run_sum[k] = 0
-        lo24 = lo30 = hi = b
-        sum30 = np.int64(0)
+        lo_d = lo_n = lo_m = hi = b
+        sum_m = np.int64(0)
         distinct = 0
         i = b
         while i < e:
@@ -106,28 +113,37 @@ def user_windows(order, starts, ts, amount, cents, merchant, n_merchants, countr
                 c = cents[hi]
                 for k in range(n_w):
                     run_sum[k] += c
-                sum30 += c
+                sum_m += c
                 m = merchant[hi]
-                if in_24h[m] == 0:
+                if in_distinct[m] == 0:
                     distinct += 1
-                in_24h[m] += 1
-                in_30d[m] += 1
+                in_distinct[m] += 1
+                in_new[m] += 1
                 hi += 1
             # Drop the rows that fell out of each window.
             for k in range(n_w):
                 while lo[k] < hi and ts[lo[k]] < t - widths[k]:
                     run_sum[k] -= cents[lo[k]]
                     lo[k] += 1
-            while lo24 < hi and ts[lo24] < t - day:
-                m = merchant[lo24]
-                in_24h[m] -= 1
-                if in_24h[m] == 0:
+            while lo_d < hi and ts[lo_d] < t - distinct_width:
+                m = merchant[lo_d]
+                in_distinct[m] -= 1
+                if in_distinct[m] == 0:
                     distinct -= 1
-                lo24 += 1
-            while lo30 < hi and ts[lo30] < t - lookback:
-                sum30 -= cents[lo30]
-                in_30d[merchant[lo30]] -= 1
-                lo30 += 1
+                lo_d += 1
+            if shared:
+                while lo_m < hi and ts[lo_m] < t - mean_width:
+                    sum_m -= cents[lo_m]
+                    in_new[merchant[lo_m]] -= 1
+                    lo_m += 1
+                lo_n = lo_m
+            else:
+                while lo_m < hi and ts[lo_m] < t - mean_width:
+                    sum_m -= cents[lo_m]
+                    lo_m += 1
+                while lo_n < hi and ts[lo_n] < t - new_width:
+                    in_new[merchant[lo_n]] -= 1
+                    lo_n += 1
             # Every row at this instant gets the same windows.
             j = i
             while j < e and ts[j] == t:
@@ -136,30 +152,30 @@ def user_windows(order, starts, ts, amount, cents, merchant, n_merchants, countr
                     for k in range(n_w):
                         ints[o, k] = hi - lo[k]
                         floats[o, k] = run_sum[k] / micro
-                    count30 = hi - lo30
-                    floats[o, n_w + 1] = amount[j] * count30 / (sum30 / micro) if count30 > 0 else np.nan
-                    if hi > lo30:
+                    count_m = hi - lo_m
+                    floats[o, n_w + 1] = amount[j] * count_m / (sum_m / micro) if count_m > 0 else np.nan
+                    if (hi > lo_m) if history_is_mean else (hi > b and ts[hi - 1] >= t - history):
                         floats[o, n_w] = (t - ts[hi - 1]) / 1_000_000
                         ints[o, n_w + 2] = 1 if country[hi - 1] != country[j] else 0
                     else:
                         floats[o, n_w] = np.nan
                         ints[o, n_w + 2] = 0
                     ints[o, n_w] = distinct
-                    ints[o, n_w + 1] = 1 if in_30d[merchant[j]] == 0 else 0
+                    ints[o, n_w + 1] = 1 if in_new[merchant[j]] == 0 else 0
                 j += 1
             i = j
         # Leave the merchant tallies empty for the next user.
-        for q in range(lo24, hi):
-            in_24h[merchant[q]] -= 1
-        for q in range(lo30, hi):
-            in_30d[merchant[q]] -= 1
+        for q in range(lo_d, hi):
+            in_distinct[merchant[q]] -= 1
+        for q in range(lo_n, hi):
+            in_new[merchant[q]] -= 1
     return 0
 
 
 @_kernel
-def merchant_windows(order, starts, ts, out_pos, first_out_ts, lookback, cb_starts, cb_plus, cb_minus, out):
-    """Per merchant: transactions in the last 30 days and chargebacks known at each row's time
-    (+1 once label_ts < t, -1 once the charged-back transaction is 30 days old). `ts` is in walk
+def merchant_windows(order, starts, ts, out_pos, first_out_ts, width, cb_starts, cb_plus, cb_minus, out):
+    """Per merchant: transactions in the last `width` and chargebacks known at each row's time
+    (+1 once label_ts < t, -1 once the charged-back transaction is `width` old). `ts` is in walk
     order; `cb_plus` and `cb_minus` hold each merchant's sorted times, laid out by `cb_starts`
     (CSR). Results go to one record per row: `out[o]` = (count, chargebacks, rate)."""
     identity = len(out_pos) == 0
@@ -171,7 +187,7 @@ def merchant_windows(order, starts, ts, out_pos, first_out_ts, lookback, cb_star
         i = b
         while i < e:
             t = ts[i]
-            while lo < i and ts[lo] < t - lookback:
+            while lo < i and ts[lo] < t - width:
                 lo += 1
             while p < p_end and cb_plus[p] < t:
                 p += 1
@@ -217,7 +233,7 @@ def _load_compiled() -> None:
     order, starts = bucket_order(i64, 1, empty)
     bucket_order(i64, 1, order)
     walk = gather_by_order(order, i64, f64, i64, i32, 1_000_000)
-    user_windows(order, starts, *walk[:4], 1, walk[4], empty, 0, np.ones(3, np.int64), 1, 1, 1_000_000,
+    user_windows(order, starts, *walk[:4], 1, walk[4], empty, 0, np.ones(3, np.int64), 1, 1, 1, 1, 1_000_000,
                  np.zeros((2, 5)), np.zeros((2, 6), np.int32))
     merchant_windows(order, starts, gather(i64, order), empty, 0, 1, np.zeros(2, np.int64), empty, empty,
                      np.zeros((2, 3)))

@@ -1,12 +1,12 @@
 """The Feast feature repo of driftline.
 
-`schema` holds names only and is cheap to import; `definitions` imports feast (seconds), so
-`build_objects` imports it on first use.
+The names live in driftline.spec (`schema` re-exports them with `epoch_seconds`) and are cheap
+to import; `definitions` imports feast (seconds), so `build_objects` imports it on first use.
 """
 
 from __future__ import annotations
 
-from .schema import FEATURE_SERVICE, PROJECT, SERVED_FEATURES
+from driftline.spec import FEATURE_SERVICE, PROJECT, SERVED_FEATURES
 
 
 def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> list:

@@ -20,9 +20,9 @@ from feast.data_format import ParquetFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from .schema import (
-    FEATURE_SERVICE, MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, ON_DEMAND_FEATURES, REQUEST_FIELDS,
-    SNAPSHOT_TS, SNAPSHOT_TTL, USER_STATE_FEATURES, USER_STATE_TABLE,
+from driftline.spec import (
+    FEATURE_SERVICE, MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, MERCHANT_STATE_VIEW, ON_DEMAND_FEATURES,
+    ON_DEMAND_VIEW, REQUEST_FIELDS, SNAPSHOT_TS, SNAPSHOT_TTL, USER_STATE_FEATURES, USER_STATE_TABLE, USER_STATE_VIEW,
 )
 
 _TYPES = {"Int64": Int64, "Float64": Float64, "String": String}
@@ -35,6 +35,8 @@ def _fields(spec: dict[str, str]) -> list[Field]:
 def fraud_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     # Feast 0.67 rehydrates this UDF from its *source text* with only `pd`/`np` in scope
     # (feast/transformation/udf_rehydrate.py): keep it self-contained, no module globals.
+    # So its column names are literals; tests/test_feature_spec.py checks them against
+    # driftline.spec's USER_STATE_FEATURES, REQUEST_FIELDS and ON_DEMAND_FEATURES.
     import numpy as np
     import pandas as pd
 
@@ -99,7 +101,7 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
     )
 
     user_state = FeatureView(
-        name="user_state",
+        name=USER_STATE_VIEW,
         entities=[user],
         ttl=SNAPSHOT_TTL,
         schema=[Field(name="user_id", dtype=Int64), *_fields(USER_STATE_FEATURES)],
@@ -108,7 +110,7 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         description="per-user state as of the last daily materialization",
     )
     merchant_state = FeatureView(
-        name="merchant_state",
+        name=MERCHANT_STATE_VIEW,
         entities=[merchant],
         ttl=SNAPSHOT_TTL,
         schema=[Field(name="merchant_id", dtype=Int64), *_fields(MERCHANT_STATE_FEATURES)],
@@ -120,7 +122,7 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
     transaction_request = RequestSource(name="transaction_request", schema=_fields(REQUEST_FIELDS))
 
     request_features = on_demand_feature_view(
-        name="fraud_request_features",
+        name=ON_DEMAND_VIEW,
         sources=[user_state, transaction_request],
         schema=_fields(ON_DEMAND_FEATURES),
         mode="pandas",

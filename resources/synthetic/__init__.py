@@ -1,5 +1,19 @@
-"""Synthetic card-transaction world: the default event source."""
+"""Synthetic card-transaction world: the default event source.
 
-from .generator import DRIFT_SCENARIOS, LABEL_COLUMNS, TRANSACTION_COLUMNS, SyntheticWorld, WorldConfig
+The generator (numpy, pandas) is imported on first use of its names, so importing
+`resources.synthetic.config` for the defaults stays cheap."""
 
-__all__ = ["DRIFT_SCENARIOS", "LABEL_COLUMNS", "TRANSACTION_COLUMNS", "SyntheticWorld", "WorldConfig"]
+from __future__ import annotations
+
+from .config import DEFAULT_WORLD, DRIFT_SCENARIOS, WorldConfig
+
+__all__ = ["DEFAULT_WORLD", "DRIFT_SCENARIOS", "LABEL_COLUMNS", "TRANSACTION_COLUMNS", "SyntheticWorld", "WorldConfig"]
+_GENERATOR_NAMES = {"LABEL_COLUMNS", "TRANSACTION_COLUMNS", "SyntheticWorld"}
+
+
+def __getattr__(name: str):
+    if name in _GENERATOR_NAMES:
+        from . import generator
+
+        return getattr(generator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,6 @@ a partition yields identical rows regardless of which other days were generated 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -16,10 +15,10 @@ import pandas as pd
 from .catalog import (
     CATEGORIES, CATEGORY_AMOUNT_OFFSET, COUNTRY_CURRENCY, HOME_COUNTRIES, NEW_COUNTRIES, REASON_CODES,
 )
+from .config import WorldConfig
 from .fraud_patterns import DAY_US, STANDING_PATTERNS, night_contactless
 from .population import FAVOURITES_PER_USER, build_population
 
-DRIFT_SCENARIOS = ("none", "covariate", "concept")
 MAX_LABEL_DELAY_DAYS = 60
 _EPOCH = dt.date(1970, 1, 1)
 # Relative activity by hour of day and by weekday (Mon..Sun).
@@ -34,26 +33,6 @@ _STREAM_LEGIT, _STREAM_FRAUD, _STREAM_LABEL_DELAY = 1, 2, 3
 TRANSACTION_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "amount", "currency",
                        "category", "country", "channel"]
 LABEL_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "label_ts", "is_fraud", "reason_code"]
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    seed: int = 7
-    n_users: int = 5_000
-    n_merchants: int = 800
-    events_per_day: int = 4_000
-    fraud_rate: float = 0.004
-    drift_scenario: str = "none"
-    drift_start: dt.date | None = None
-    drift_ramp_days: int = 3
-
-    def __post_init__(self):
-        if self.drift_scenario not in DRIFT_SCENARIOS:
-            raise ValueError(f"unknown drift_scenario {self.drift_scenario!r}; choose one of {DRIFT_SCENARIOS}")
-        if self.drift_scenario != "none" and self.drift_start is None:
-            raise ValueError(f"drift_scenario {self.drift_scenario!r} needs a drift_start date")
-        if not 0 <= self.fraud_rate < 0.05:
-            raise ValueError(f"fraud_rate must be in [0, 0.05), got {self.fraud_rate}")
 
 
 def _ordinal(day: dt.date) -> int:

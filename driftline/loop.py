@@ -1,21 +1,21 @@
 """The phases of `make demo`, each reported on the timeline with its evidence."""
 
+from __future__ import annotations
+
 import datetime as dt
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-import dagster as dg
+from driftline.pipeline import pick as _pick
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_TOKEN_TTL_S = 3600
 
 
-def _pick(assets, *names):
-    return [a for a in assets if a.key.to_user_string() in names]
-
-
-def _meta(result, key):
+def _meta(result, key: str) -> dict:
     for e in result.get_asset_materialization_events():
         if e.asset_key.to_user_string() == key:
             return {k: v.value for k, v in e.materialization.metadata.items()}
@@ -23,6 +23,8 @@ def _meta(result, key):
 
 
 def _latest(instance, key: str, after: float = 0.0) -> list[dict]:
+    import dagster as dg
+
     records = instance.fetch_materializations(dg.AssetKey(key), limit=100).records
     out = []
     for r in sorted(records, key=lambda r: r.storage_id):
@@ -43,10 +45,13 @@ def _wait(predicate, timeout_s: float, every_s: float = 2.0):
 
 
 def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> int:
+    """The demo's phases against a clean data dir; 0 when the loop closed (retraining ran)."""
+    import dagster as dg
+
     import definitions
-    from scripts.pipeline import run_data_plane, run_training
-    from scripts.serving_traffic import Traffic, transaction_payloads
-    from seldon.testing import token
+    from driftline.pipeline import run_data_plane, run_training
+    from driftline.traffic import Traffic, transaction_payloads
+    from seldon.auth import mint_token
 
     instance = dg.DagsterInstance.get()
     assets, resources = list(definitions.defs.assets), definitions.RESOURCES
@@ -72,13 +77,15 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             f"(predictors seldon-core-microservice, ingress with JWT, prediction log)")
 
         daemon_log = open(data_dir / "dagster_home" / "daemon.log", "w")
-        daemon = subprocess.Popen([str(ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
                                   cwd=ROOT, env={**os.environ, **env}, stdout=daemon_log,
                                   stderr=subprocess.STDOUT)
         log(f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
             f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s")
 
-        traffic = Traffic(target.ingress_url, token(env["DRIFTLINE_INGRESS_JWT_SECRET"], "predict", "demo-client"))
+        token = mint_token(env["DRIFTLINE_INGRESS_JWT_SECRET"], scopes="predict", subject="demo-client",
+                           ttl_s=DEMO_TOKEN_TTL_S)
+        traffic = Traffic(target.ingress_url, token)
         # Today's traffic as it would have been without drift. The online store holds the snapshot as of
         # the end of yesterday, as in production: requests come after it.
         normal = source.model_copy(update={"drift_scenario": "none"}).read("transactions", today)
@@ -143,6 +150,8 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
 
 
 def _drift_report(assets, resources, instance, today, tags) -> dict:
+    import dagster as dg
+
     time.sleep(2.5)  # the ingress writes the prediction log in batches every second
     result = dg.materialize(assets, selection=_pick(assets, "drift_report"), partition_key=today.isoformat(),
                             resources=resources, instance=instance, tags=tags)
@@ -150,6 +159,8 @@ def _drift_report(assets, resources, instance, today, tags) -> dict:
 
 
 def _retrain_run(instance, after: float):
+    import dagster as dg
+
     runs = instance.get_runs(dg.RunsFilter(job_name="retrain_job"), limit=5)
     return next((r for r in runs if (instance.get_run_stats(r.run_id).enqueued_time or after) >= after - 1), None)
 
@@ -169,6 +180,7 @@ def _rollout_outcome(instance, after: float):
 def _where_to_look(log, data_dir: Path, resources, today) -> None:
     log("Where to look:")
     log("   Dagster UI: make dev, then http://127.0.0.1:3000 (Lineage; Automation for the sensors' ticks)")
+    log("   ingress:    driftline endpoint (its URL and a curl example with a token; make dev serves it)")
     log(f"   MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{data_dir}/mlflow.db "
         f"(registered model driftline-fraud, aliases)")
     reports = sorted((data_dir / "reports").rglob("*.html")) if (data_dir / "reports").exists() else []

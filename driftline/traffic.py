@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 PATH = "/seldon/{namespace}/{deployment}/api/v1.0/predictions"
 
 
+def predictions_url(ingress_url: str, namespace: str = "default", deployment: str = "fraud") -> str:
+    """Seldon's external prediction endpoint of a deployment behind the ingress."""
+    return ingress_url.rstrip("/") + PATH.format(namespace=namespace, deployment=deployment)
+
+
 def transaction_payloads(frame, limit: int, seed: int = 0) -> list[dict]:
+    """`limit` of the frame's transactions (sampled, in time order) as raw `jsonData` request bodies."""
     rows = frame.sample(n=min(limit, len(frame)), random_state=seed).sort_values("event_ts")
     return [{"jsonData": {"user_id": int(r.user_id), "merchant_id": int(r.merchant_id), "amount": float(r.amount),
                           "country": r.country, "category": r.category, "channel": r.channel,
@@ -24,7 +30,7 @@ class Traffic:
                  clients: int = 4):
         import requests
 
-        self.url = ingress_url.rstrip("/") + PATH.format(namespace=namespace, deployment=deployment)
+        self.url = predictions_url(ingress_url, namespace, deployment)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.clients = clients
         self.sessions = [requests.Session() for _ in range(clients)]

@@ -1,4 +1,4 @@
-"""`make demo`: the closed loop, end to end, on the embedded defaults.
+"""`driftline demo` (`make demo`): the closed loop, end to end, on the embedded defaults.
 
 Weeks of normal traffic -> features, Feast -> a champion trained and deployed -> the local
 serving stack -> live traffic through the ingress with a JWT -> the world drifts -> the drift
@@ -7,13 +7,13 @@ report fires `drift_sensor` in the Dagster daemon -> retraining -> the challenge
 what it started. Each run starts from a clean demo state, so running it twice is safe.
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime as dt
 import os
-import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +27,13 @@ PROFILES = {
 }
 CLEAN = ["lake", "feast", "mlflow.db", "mlartifacts", "serving", "warehouse.duckdb", "reports", "dagster_home/storage",
          "dagster_home/history", "dagster_home/schedules", "dagster_home/logs"]
+SCENARIOS = ["covariate", "concept"]
 
 
 class Timeline:
-    def __init__(self):
+    """The demo's log: each line stamped with the seconds since the demo started."""
+
+    def __init__(self) -> None:
         self.t0, self.lines = time.time(), []
 
     def __call__(self, text: str, at: float | None = None) -> None:
@@ -42,12 +45,11 @@ class Timeline:
 
 def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> dict:
     """Environment for this process and the daemon: one config for both sides."""
-    secret_file = data_dir / "jwt.secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_hex(32))
+    from driftline.jwt_secret import file_secret
+
     env = {
         "DRIFTLINE_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster_home"),
-        "DRIFTLINE_INGRESS_JWT_SECRET": secret_file.read_text().strip(),
+        "DRIFTLINE_INGRESS_JWT_SECRET": file_secret(data_dir),
         "DRIFTLINE_SENSOR_INTERVAL_S": "5", "DRIFTLINE_DRIFT_MIN_WINDOWS": "1",
         "DRIFTLINE_DRIFT_SCENARIO": scenario, "DRIFTLINE_DRIFT_START": today.isoformat(),
         "DRIFTLINE_DRIFT_RAMP_DAYS": "1",
@@ -55,15 +57,16 @@ def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> d
         # day is over); automation_sensor would load it early. `make dev` runs with it on.
         "DRIFTLINE_AUTOMATION": "off",
         "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(profile["events_per_day"]),
-        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]), "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]), "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
+        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]), "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]),
+        "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
         "DRIFTLINE_START_DATE": (today - dt.timedelta(days=profile["days"])).isoformat(),
-        "PYTHONPATH": str(ROOT),
     }
     os.environ.update(env)
     return env
 
 
 def clean(data_dir: Path) -> None:
+    """Stop a serving stack left running and remove the previous demo's state (not the secret)."""
     from resources import SeldonTarget
 
     SeldonTarget(serving_dir=str(data_dir / "serving")).stop_runtime()
@@ -78,23 +81,26 @@ def clean(data_dir: Path) -> None:
     shutil.copy(ROOT / "deployment" / "local" / "dagster.yaml", home / "dagster.yaml")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get("DRIFTLINE_DEMO_PROFILE", "full"))
-    parser.add_argument("--scenario", choices=["covariate", "concept"], default="covariate")
-    args = parser.parse_args()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from driftline import settings
+
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=settings.get("DRIFTLINE_DEMO_PROFILE"),
+                        help="size of the run: full (make demo) or ci (the UI test) (default: %(default)s, "
+                             "from DRIFTLINE_DEMO_PROFILE)")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="covariate",
+                        help="how the world drifts on the last day (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo with parsed arguments; its exit status."""
+    from driftline import settings
+    from driftline.loop import run_loop
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started on `kill` too
     profile = PROFILES[args.profile]
-    data_dir = Path(os.environ.get("DRIFTLINE_DATA_DIR", ROOT / "data")).resolve()
+    data_dir = Path(settings.get("DRIFTLINE_DATA_DIR") or ROOT / "data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     today = dt.date.today()
     env = configure(profile, data_dir, args.scenario, today)
     clean(data_dir)
-
-    from scripts.loop import run_loop
-
     return run_loop(profile, data_dir, env, today, Timeline())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

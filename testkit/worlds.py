@@ -1,0 +1,5 @@
+"""Synthetic worlds small enough for tests: seconds to generate, enough fraud to train on."""
+
+from __future__ import annotations
+
+SMALL_WORLD = dict(seed=11, n_users=300, n_merchants=80, events_per_day=600, fraud_rate=0.01)

@@ -1,0 +1,95 @@
+"""driftline.spec is the one home of the feature contract: the docs and the Feast UDF, which
+cannot import it, are checked against it here; the engines are checked by
+tests/test_feature_reference.py, whose reference reads its windows from the spec."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from driftline import feature_docs, spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _doc_table_columns(text: str) -> list[tuple[str, str]]:
+    """(name, type) of every column the docs/features.md table lists, in order."""
+    table = text.partition(feature_docs.BEGIN)[2].partition(feature_docs.END)[0]
+    out = []
+    for line in table.strip().splitlines()[2:]:
+        names, type_name = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        out += [(name, type_name) for name in re.findall(r"`([^`]+)`", names)]
+    return out
+
+
+def test_features_doc_table_is_the_spec():
+    """Fix with `python -m driftline.feature_docs` after changing driftline/spec.py."""
+    text = feature_docs.DOC.read_text()
+    assert _doc_table_columns(text) == list(spec.FEATURE_COLUMNS.items()), (
+        "docs/features.md lists other columns or types than driftline/spec.py: "
+        "run `python -m driftline.feature_docs`")
+    assert feature_docs.render(text) == text, "docs/features.md's table is stale: run `python -m driftline.feature_docs`"
+
+
+def test_feast_doc_lists_every_served_feature():
+    """docs/feast.md's "What is served" table names exactly the service's features."""
+    text = (ROOT / "docs" / "feast.md").read_text()
+    table = text.partition("## What is served")[2].partition("\n\n")[2].partition("\n\n")[0]
+    named = []
+    for line in table.splitlines()[2:]:
+        feature = line.strip("|").split("|")[0].split(" = ")[0]  # on-demand rows: `name` = formula
+        named += [n for n in re.findall(r"`([^`]+)`", feature) if n not in spec.REQUEST_FIELDS]
+    assert sorted(set(named)) == sorted(spec.SERVED_FEATURES), (
+        f"docs/feast.md: missing {sorted(set(spec.SERVED_FEATURES) - set(named))}, "
+        f"not served {sorted(set(named) - set(spec.SERVED_FEATURES))}")
+
+
+def _udf_names() -> tuple[set[str], set[str]]:
+    """(columns the Feast UDF reads, columns it writes), from its source text: Feast rehydrates
+    it without module globals, so its names are literals that must match the spec."""
+    tree = ast.parse((ROOT / "resources" / "feast_repo" / "definitions.py").read_text())
+    udf = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == spec.ON_DEMAND_VIEW)
+    reads, writes = set(), set()
+    for node in ast.walk(udf):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                and isinstance(node.slice, ast.Constant):
+            {"inputs": reads, "out": writes}.get(node.value.id, set()).add(node.slice.value)
+    return reads, writes
+
+
+def test_feast_udf_uses_the_spec_names():
+    reads, writes = _udf_names()
+    assert list(writes) and writes == set(spec.ON_DEMAND_FEATURES)
+    assert reads <= set(spec.REQUEST_FIELDS) | set(spec.USER_STATE_FEATURES), reads
+
+
+def test_names_follow_the_windows():
+    assert spec.COLUMNS[10:16] == [*map(spec.user_txn_count, spec.USER_WINDOWS),
+                                   *map(spec.user_amount_sum, spec.USER_WINDOWS)]
+    for window in spec.STATE_USER_WINDOWS:
+        assert spec.user_txn_count(window) in spec.USER_STATE_FEATURES
+    assert spec.AMOUNT_TO_USER_MEAN.endswith("_" + spec.USER_MEAN.suffix)
+    assert spec.MERCHANT_TXN_COUNT.endswith("_" + spec.MERCHANT.suffix)
+    assert spec.REQUEST_COLUMNS == ["event_id", "event_ts", *spec.ENTITY_KEYS, "amount", "category", "country",
+                                    "channel"]
+
+
+def test_window_units():
+    assert (spec.days(7).seconds, spec.days(7).suffix, spec.days(7).sql) == (604_800, "7d", "INTERVAL 7 DAY")
+    assert (spec.hours(24).micros, spec.hours(24).sql) == (86_400_000_000, "INTERVAL 24 HOUR")
+    with pytest.raises(ValueError):
+        spec.Window(7, "w")
+
+
+def test_spec_imports_only_the_standard_library():
+    """seldon/ imports driftline.spec in the serving environment (no pandas, no numpy)."""
+    code = ("import sys; import driftline.spec; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'pyarrow', 'dagster'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
