@@ -5,9 +5,11 @@ VENV := .venv
 SERVING_VENV := .venv-serving
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test dev bench-features bench-train bench-serving bench-drift bench-import clean lock
+.PHONY: setup lint test-fast demo test dev bench-features bench-train bench-serving bench-drift bench-import clean lock
 
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
+
+FAST_TESTS := not (postgres or redis or rabbitmq or browser or daemon or cluster or spark or slow)
 
 # Both environments install the project editable, exactly the tested set: direct dependencies in
 # pyproject.toml (seldon/requirements.txt for serving), every other version fixed by the lock.
@@ -15,7 +17,7 @@ PIP := pip install --quiet --disable-pip-version-check
 
 $(VENV)/.installed: pyproject.toml requirements/orchestration.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/$(PIP) -e '.[test]' -c requirements/orchestration.lock
+	$(VENV)/bin/$(PIP) -e '.[test,lint]' -c requirements/orchestration.lock
 	@touch $@
 
 $(SERVING_VENV)/.installed: seldon/pyproject.toml seldon/requirements.txt requirements/serving.lock
@@ -30,9 +32,21 @@ $(DAGSTER_HOME)/dagster.yaml: deployment/local/dagster.yaml
 demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/driftline demo
 
-test: setup
+# ruff (lint + format) and pyright: orchestration code against .venv, seldon/ against .venv-serving.
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
+	$(VENV)/bin/pyright -p pyrightconfig.serving.json
+
+test: setup lint
 	@bash scripts/ensure_browser.sh
 	$(VENV)/bin/python -m pytest
+
+# The edit loop: no live servers, browser, daemon, cluster, Spark or slow end-to-end runs.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "$(FAST_TESTS)"
 
 # The Dagster UI + daemon (sensors on) and the serving stack of the last deployment.
 dev: setup $(DAGSTER_HOME)/dagster.yaml

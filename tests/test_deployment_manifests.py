@@ -99,7 +99,7 @@ def test_dockerfiles_install_the_distribution_make_setup_installs(dockerfile, en
     test extra), never folders copied one by one onto a PYTHONPATH."""
     text = (ROOT / "deployment" / dockerfile).read_text()
     makefile = (ROOT / "Makefile").read_text()
-    assert f"-e '{project}[test]' -c requirements/{env}.lock" in makefile
+    assert re.search(rf"-e '{re.escape(project)}\[test(,lint)?\]' -c requirements/{env}\.lock", makefile)
     installs = re.findall(r"pip install[^\n]*", text)
     assert len(installs) == 1
     assert f"-c /tmp/src/requirements/{env}.lock" in installs[0]
