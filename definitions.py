@@ -35,7 +35,8 @@ training_job = dg.define_asset_job(
 )
 
 landing_sensor = build_landing_sensor(
-    dg.DefaultSensorStatus.RUNNING if isinstance(RESOURCES["event_source"], LandingFolderEventSource)
+    dg.DefaultSensorStatus.RUNNING
+    if isinstance(RESOURCES["event_source"], LandingFolderEventSource)
     else dg.DefaultSensorStatus.STOPPED
 )
 
@@ -55,14 +56,19 @@ def _executor():
 SENSOR_INTERVAL_S = SETTINGS.sensor_interval_s
 drift_sensor = build_drift_sensor(
     RetrainPolicy(min_drifted_windows=SETTINGS.drift_min_windows),
-    interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+    interval_s=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 canary_sensor = build_canary_sensor(interval_s=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 # The assets' AutomationConditions (features follow new raw partitions, drift_report after each
 # day, model_performance when labels land) need this sensor; Dagster's default one starts
 # stopped. DRIFTLINE_AUTOMATION=off leaves it stopped (then switch it on in the UI).
 automation_sensor = dg.AutomationConditionSensorDefinition(
-    "automation_sensor", target=dg.AssetSelection.all(), minimum_interval_seconds=SENSOR_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED)
+    "automation_sensor",
+    target=dg.AssetSelection.all(),
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED,
+)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),

@@ -28,15 +28,30 @@ class Contract:
 
 TRANSACTIONS = Contract(
     name="raw_transactions",
-    columns={"event_id": "string", "event_ts": "timestamp", "user_id": "int", "merchant_id": "int",
-             "amount": "float", "currency": "string", "category": "string", "country": "string",
-             "channel": "string"},
+    columns={
+        "event_id": "string",
+        "event_ts": "timestamp",
+        "user_id": "int",
+        "merchant_id": "int",
+        "amount": "float",
+        "currency": "string",
+        "category": "string",
+        "country": "string",
+        "channel": "string",
+    },
     partition_column="event_ts",
 )
 LABELS = Contract(
     name="raw_labels",
-    columns={"event_id": "string", "event_ts": "timestamp", "user_id": "int", "merchant_id": "int",
-             "label_ts": "timestamp", "is_fraud": "bool", "reason_code": "string"},
+    columns={
+        "event_id": "string",
+        "event_ts": "timestamp",
+        "user_id": "int",
+        "merchant_id": "int",
+        "label_ts": "timestamp",
+        "is_fraud": "bool",
+        "reason_code": "string",
+    },
     partition_column="label_ts",
     optional=frozenset({"reason_code"}),
 )
@@ -52,8 +67,14 @@ def _pandera_schema(contract: Contract, day: dt.date):
     for name, kind in contract.columns.items():
         checks = []
         if name == contract.partition_column:
-            checks.append(pa.Check(lambda s, a=start, b=end: (s >= a) & (s < b), element_wise=False,
-                                   error=f"{name} outside the partition {day.isoformat()}", name="in_partition"))
+            checks.append(
+                pa.Check(
+                    lambda s, a=start, b=end: (s >= a) & (s < b),
+                    element_wise=False,
+                    error=f"{name} outside the partition {day.isoformat()}",
+                    name="in_partition",
+                )
+            )
         if name == "amount":
             checks.append(pa.Check.gt(0, error="amount not positive"))
             checks.append(pa.Check.le(MAX_AMOUNT_EUR, error=f"amount above {MAX_AMOUNT_EUR:.0f} EUR"))
@@ -65,12 +86,22 @@ def _pandera_schema(contract: Contract, day: dt.date):
             checks.append(pa.Check.ge(0, error=f"{name} negative"))
         if name in ("country",):
             checks.append(pa.Check.str_matches(r"^[A-Z]{2}$", error="country not ISO 3166 alpha-2"))
-        cols[name] = pa.Column(kinds[kind], checks=checks, nullable=name in contract.optional,
-                               unique=name == "event_id", report_duplicates="exclude_first")
+        cols[name] = pa.Column(
+            kinds[kind],
+            checks=checks,
+            nullable=name in contract.optional,
+            unique=name == "event_id",
+            report_duplicates="exclude_first",
+        )
     frame_checks = []
     if contract is LABELS:
-        frame_checks.append(pa.Check(lambda df: df["label_ts"] > df["event_ts"],
-                                     error="label_ts not after event_ts", name="label_after_event"))
+        frame_checks.append(
+            pa.Check(
+                lambda df: df["label_ts"] > df["event_ts"],
+                error="label_ts not after event_ts",
+                name="label_after_event",
+            )
+        )
     return pa.DataFrameSchema(cols, checks=frame_checks, coerce=False, strict=False)
 
 
@@ -106,8 +137,11 @@ class Split:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"input_rows": len(self.valid) + len(self.quarantine), "valid_rows": len(self.valid),
-                "quarantined_rows": len(self.quarantine)}
+        return {
+            "input_rows": len(self.valid) + len(self.quarantine),
+            "valid_rows": len(self.valid),
+            "quarantined_rows": len(self.quarantine),
+        }
 
     def reason_counts(self) -> dict[str, int]:
         if self.quarantine.empty:
@@ -161,11 +195,13 @@ def split_valid(raw: pd.DataFrame, contract: Contract, day: dt.date) -> Split:
     bad_rows = np.array(sorted(reasons), dtype=np.int64)
     good = np.setdiff1d(np.arange(len(raw)), bad_rows)
     valid = _to_storage(frame.iloc[good].reset_index(drop=True), contract)
-    quarantine = pd.DataFrame({
-        "row_number": bad_rows,
-        "reason": ["; ".join(dict.fromkeys(reasons[r])) for r in bad_rows],
-        "record": [json.dumps(_jsonable(raw.iloc[r].to_dict()), sort_keys=True) for r in bad_rows],
-    })
+    quarantine = pd.DataFrame(
+        {
+            "row_number": bad_rows,
+            "reason": ["; ".join(dict.fromkeys(reasons[r])) for r in bad_rows],
+            "record": [json.dumps(_jsonable(raw.iloc[r].to_dict()), sort_keys=True) for r in bad_rows],
+        }
+    )
     return Split(valid=valid, quarantine=quarantine)
 
 

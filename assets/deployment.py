@@ -48,8 +48,12 @@ def plan(registry: MlflowRegistry, config: DeploymentConfig, steps: list[int]) -
 
 
 @dg.asset(group_name="deployment", deps=["model_evaluation"], kinds={"seldon", "kubernetes"})
-def seldon_deployment(context: dg.AssetExecutionContext, config: DeploymentConfig, mlflow_registry: MlflowRegistry,
-                      seldon_target: SeldonTarget) -> dg.MaterializeResult:
+def seldon_deployment(
+    context: dg.AssetExecutionContext,
+    config: DeploymentConfig,
+    mlflow_registry: MlflowRegistry,
+    seldon_target: SeldonTarget,
+) -> dg.MaterializeResult:
     """Renders the SeldonDeployment (canary split when a challenger passed) and applies it."""
     from seldon import manifest as mf
 
@@ -57,29 +61,52 @@ def seldon_deployment(context: dg.AssetExecutionContext, config: DeploymentConfi
     steps = config.steps or target.canary.steps
     p = plan(mlflow_registry, config, steps)
     predictors = []
-    for name, version, weight in (("main", p["champion"], 100 - p["canary_weight"] if p["canary"] else 100),
-                                  ("canary", p["canary"], p["canary_weight"])):
+    for name, version, weight in (
+        ("main", p["champion"], 100 - p["canary_weight"] if p["canary"] else 100),
+        ("canary", p["canary"], p["canary_weight"]),
+    ):
         if version is None:
             continue
         found = sorted(target.model_dir(version).rglob("feature_schema.json"))
         artifact = found[0].parent if found else mlflow_registry.serving_artifact(version, target.model_dir(version))
         interface = mlflow_registry.serving_interface(version, mf.DEFAULT_INTERFACE)
-        predictors.append(mf.Predictor(name, mlflow_registry.model_name, version, str(artifact.resolve()), weight,
-                                       interface=interface, feast_url=target.feast_url))
-    rollout = {"action": p["action"], "champion": p["champion"], "canary": p["canary"],
-               "canary_weight": p["canary_weight"], "steps": list(steps), "reason": config.reason}
+        predictors.append(
+            mf.Predictor(
+                name,
+                mlflow_registry.model_name,
+                version,
+                str(artifact.resolve()),
+                weight,
+                interface=interface,
+                feast_url=target.feast_url,
+            )
+        )
+    rollout = {
+        "action": p["action"],
+        "champion": p["champion"],
+        "canary": p["canary"],
+        "canary_weight": p["canary_weight"],
+        "steps": list(steps),
+        "reason": config.reason,
+    }
     manifest = mf.render(target.deployment_name, target.namespace, predictors, target.image, rollout)
     applied = target.apply(manifest)
-    summary = f"{p['action']}: main v{p['champion']}" + (f", canary v{p['canary']} at {p['canary_weight']}%"
-                                                          if p["canary"] else "")
+    summary = f"{p['action']}: main v{p['champion']}" + (
+        f", canary v{p['canary']} at {p['canary_weight']}%" if p["canary"] else ""
+    )
     context.log.info(f"{summary} ({config.reason})")
-    return dg.MaterializeResult(metadata={
-        "action": p["action"], "reason": config.reason, "summary": summary,
-        "stale_decision_ignored": p["stale"],
-        "champion_version": p["champion"], "canary_version": p["canary"] or "none",
-        "canary_weight": p["canary_weight"],
-        "figures": dg.MetadataValue.json(json.loads(config.figures or "{}")),
-        "traffic": dg.MetadataValue.json({x.name: x.traffic for x in predictors}),
-        "target": dg.MetadataValue.json(applied),
-        "manifest": dg.MetadataValue.json(manifest),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "action": p["action"],
+            "reason": config.reason,
+            "summary": summary,
+            "stale_decision_ignored": p["stale"],
+            "champion_version": p["champion"],
+            "canary_version": p["canary"] or "none",
+            "canary_weight": p["canary_weight"],
+            "figures": dg.MetadataValue.json(json.loads(config.figures or "{}")),
+            "traffic": dg.MetadataValue.json({x.name: x.traffic for x in predictors}),
+            "target": dg.MetadataValue.json(applied),
+            "manifest": dg.MetadataValue.json(manifest),
+        }
+    )

@@ -37,8 +37,14 @@ def paired_bootstrap_se(y, a, b, rounds: int, seed: int = 0) -> float:
     return float(np.std(diffs)) if diffs else 0.0
 
 
-def decide(challenger: float, champion: float | None, baseline: float, cfg: EvaluationConfig,
-           baseline_se: float = 0.0, champion_se: float = 0.0) -> tuple[bool, str]:
+def decide(
+    challenger: float,
+    champion: float | None,
+    baseline: float,
+    cfg: EvaluationConfig,
+    baseline_se: float = 0.0,
+    champion_se: float = 0.0,
+) -> tuple[bool, str]:
     """Pass when the challenger is not worse than the baseline beyond sampling noise (one paired
     bootstrap standard error), and not worse than the champion by more than `max_pr_auc_drop`
     plus that noise (or above the floor, for the first model). Closer calls are the canary's."""
@@ -47,18 +53,26 @@ def decide(challenger: float, champion: float | None, baseline: float, cfg: Eval
     if champion is not None and math.isnan(champion):
         return False, "the champion cannot be scored on the test split"
     if challenger < baseline - baseline_se:
-        return False, (f"PR-AUC {challenger:.4f} is below the logistic-regression baseline {baseline:.4f} "
-                       f"by more than its standard error {baseline_se:.4f}")
+        return False, (
+            f"PR-AUC {challenger:.4f} is below the logistic-regression baseline {baseline:.4f} "
+            f"by more than its standard error {baseline_se:.4f}"
+        )
     if champion is None:
         if challenger < cfg.min_pr_auc:
             return False, f"first model: PR-AUC {challenger:.4f} is below the floor {cfg.min_pr_auc}"
-        return True, (f"first model: PR-AUC {challenger:.4f} passes the floor {cfg.min_pr_auc}; baseline "
-                      f"{baseline:.4f} (difference SE {baseline_se:.4f})")
+        return True, (
+            f"first model: PR-AUC {challenger:.4f} passes the floor {cfg.min_pr_auc}; baseline "
+            f"{baseline:.4f} (difference SE {baseline_se:.4f})"
+        )
     if challenger < champion - cfg.max_pr_auc_drop - champion_se:
-        return False, (f"PR-AUC {challenger:.4f} trails the champion's {champion:.4f} by more than the margin "
-                       f"{cfg.max_pr_auc_drop} plus the difference's standard error {champion_se:.4f}")
-    return True, (f"PR-AUC {challenger:.4f} vs champion {champion:.4f} (margin {cfg.max_pr_auc_drop} + SE "
-                  f"{champion_se:.4f}); baseline {baseline:.4f} (difference SE {baseline_se:.4f})")
+        return False, (
+            f"PR-AUC {challenger:.4f} trails the champion's {champion:.4f} by more than the margin "
+            f"{cfg.max_pr_auc_drop} plus the difference's standard error {champion_se:.4f}"
+        )
+    return True, (
+        f"PR-AUC {challenger:.4f} vs champion {champion:.4f} (margin {cfg.max_pr_auc_drop} + SE "
+        f"{champion_se:.4f}); baseline {baseline:.4f} (difference SE {baseline_se:.4f})"
+    )
 
 
 def baseline_scores(train, test, schema):
@@ -89,12 +103,24 @@ def version_scores(registry: MlflowRegistry, version: str, frame):
         return model.score_columns(columns), model.schema
 
 
-@dg.asset(group_name="training", deps=[fraud_model], kinds={"mlflow"}, op_tags=ASSET_OP_TAGS["model_evaluation"],
-          check_specs=[dg.AssetCheckSpec("challenger_not_worse", asset="model_evaluation", blocking=True,
-                                         description="Challenger within the margin of the champion and "
-                                                     "better than the logistic-regression baseline.")])
-def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, lake: Lake,
-                     mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="training",
+    deps=[fraud_model],
+    kinds={"mlflow"},
+    op_tags=ASSET_OP_TAGS["model_evaluation"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "challenger_not_worse",
+            asset="model_evaluation",
+            blocking=True,
+            description="Challenger within the margin of the champion and "
+            "better than the logistic-regression baseline.",
+        )
+    ],
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, lake: Lake, mlflow_registry: MlflowRegistry
+) -> dg.MaterializeResult:
     """Scores challenger, champion and a baseline on the test split; promotes the first model."""
     from ml.features import LABEL
     from ml.metrics import summary
@@ -119,8 +145,9 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     champ_pr = rows["champion"]["pr_auc"] if "champion" in rows else None
     if champion is not None and champion.version == challenger.version:
         champ_pr = rows["challenger"]["pr_auc"]
-    passed, reason = decide(rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config, baseline_se,
-                            champion_se)
+    passed, reason = decide(
+        rows["challenger"]["pr_auc"], champ_pr, rows["baseline"]["pr_auc"], config, baseline_se, champion_se
+    )
 
     mlflow_registry.mark_evaluated(challenger.version, passed, reason)
     if passed and champion is None:
@@ -134,15 +161,25 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     context.log.info(f"{action}: {reason}")
     table = _markdown(rows)
     return dg.MaterializeResult(
-        metadata={"decision": "pass" if passed else "reject", "reason": reason, "action": action,
-                  "challenger_version": str(challenger.version),
-                  "champion_version": str(champion.version) if champion else "none",
-                  "metrics": dg.MetadataValue.md(table),
-                  "baseline_difference_se": baseline_se,
-                  "champion_difference_se": champion_se,
-                  **{f"{who}_pr_auc": m["pr_auc"] for who, m in rows.items()}},
-        check_results=[dg.AssetCheckResult(check_name="challenger_not_worse", passed=passed, description=reason,
-                                           metadata={"challenger_version": str(challenger.version)})],
+        metadata={
+            "decision": "pass" if passed else "reject",
+            "reason": reason,
+            "action": action,
+            "challenger_version": str(challenger.version),
+            "champion_version": str(champion.version) if champion else "none",
+            "metrics": dg.MetadataValue.md(table),
+            "baseline_difference_se": baseline_se,
+            "champion_difference_se": champion_se,
+            **{f"{who}_pr_auc": m["pr_auc"] for who, m in rows.items()},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="challenger_not_worse",
+                passed=passed,
+                description=reason,
+                metadata={"challenger_version": str(challenger.version)},
+            )
+        ],
     )
 
 

@@ -24,7 +24,11 @@ import pyarrow.compute as pc
 from assets.partitions import LOOKBACK_DAYS, daily_partitions, day_bounds, days_back, parse_day
 from driftline import spec
 from driftline.spec import (
-    MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, SNAPSHOT_TS, USER_STATE_FEATURES, USER_STATE_TABLE,
+    MERCHANT_STATE_FEATURES,
+    MERCHANT_STATE_TABLE,
+    SNAPSHOT_TS,
+    USER_STATE_FEATURES,
+    USER_STATE_TABLE,
 )
 from resources.feast_store import FeastStore
 from resources.lake import Lake
@@ -36,10 +40,12 @@ GROUP = "feature_store"
 _ARROW = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string()}
 USER_STATE_SCHEMA = pa.schema(
     [("user_id", pa.int64()), (SNAPSHOT_TS, pa.timestamp("us", tz="UTC"))]
-    + [(n, _ARROW[t]) for n, t in USER_STATE_FEATURES.items()])
+    + [(n, _ARROW[t]) for n, t in USER_STATE_FEATURES.items()]
+)
 MERCHANT_STATE_SCHEMA = pa.schema(
     [("merchant_id", pa.int64()), (SNAPSHOT_TS, pa.timestamp("us", tz="UTC"))]
-    + [(n, _ARROW[t]) for n, t in MERCHANT_STATE_FEATURES.items()])
+    + [(n, _ARROW[t]) for n, t in MERCHANT_STATE_FEATURES.items()]
+)
 # Null only in tombstone rows: tells active entities from tombstoned ones.
 _FIRST_USER_FEATURE = next(iter(USER_STATE_FEATURES))
 
@@ -73,8 +79,10 @@ def _user_window_aggregates(t: str) -> str:
     lines = []
     for w in spec.STATE_USER_WINDOWS:
         since = f"FILTER (WHERE ts >= {t} - {w.sql})"
-        lines += [f"count(*) {since} AS {spec.user_txn_count(w)}",
-                  f"coalesce(sum(amount ORDER BY ts, event_id) {since}, 0.0) AS {spec.user_amount_sum(w)}"]
+        lines += [
+            f"count(*) {since} AS {spec.user_txn_count(w)}",
+            f"coalesce(sum(amount ORDER BY ts, event_id) {since}, 0.0) AS {spec.user_amount_sum(w)}",
+        ]
     return ",\n               ".join(lines)
 
 
@@ -115,8 +123,9 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: L
     return table.cast(USER_STATE_SCHEMA)
 
 
-def compute_merchant_state(transaction_files: list[str], label_files: list[str], as_of: dt.datetime,
-                           lake: Lake | None = None) -> pa.Table:
+def compute_merchant_state(
+    transaction_files: list[str], label_files: list[str], as_of: dt.datetime, lake: Lake | None = None
+) -> pa.Table:
     """One row per merchant with a transaction in [as_of - lookback - 1d, as_of), stamped `as_of`.
 
     Chargebacks count labels with label_ts < as_of for transactions with event_ts >= as_of - the
@@ -187,7 +196,8 @@ def _lookback(days: int) -> dg.TimeWindowPartitionMapping:
     with warnings.catch_warnings():  # allow_nonexistent_upstream_partitions is beta in 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
         return dg.TimeWindowPartitionMapping(
-            start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True)
+            start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
+        )
 
 
 @dg.asset(
@@ -230,7 +240,8 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     path = lake.write_partition(MERCHANT_STATE_TABLE, day.isoformat(), table)
     meta = _snapshot_metadata(table, "merchant", path, as_of, spec.MERCHANT_TXN_COUNT)
     meta[f"chargebacks_{spec.MERCHANT.suffix}"] = dg.MetadataValue.int(
-        int(pc.sum(table.column(spec.MERCHANT_CB_COUNT)).as_py() or 0))
+        int(pc.sum(table.column(spec.MERCHANT_CB_COUNT)).as_py() or 0)
+    )
     meta["label_partitions"] = dg.MetadataValue.int(len(label_files))
     return dg.MaterializeResult(metadata=meta)
 
@@ -245,17 +256,19 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
 )
 def feast_registry(feast: FeastStore) -> dg.MaterializeResult:
     info = feast.apply()
-    return dg.MaterializeResult(metadata={
-        "repo_dir": dg.MetadataValue.path(str(feast.repo_path)),
-        "registry": dg.MetadataValue.path(str(feast.registry_file)),
-        "feature_views": dg.MetadataValue.json(info["feature_views"]),
-        "on_demand_feature_views": dg.MetadataValue.json(info["on_demand_feature_views"]),
-        "entities": dg.MetadataValue.json(info["entities"]),
-        "feature_service": dg.MetadataValue.text(info["feature_service"]),
-        "features": dg.MetadataValue.json(info["service_features"]),
-        "n_features": dg.MetadataValue.int(len(info["service_features"])),
-        "removed": dg.MetadataValue.json(info["removed"]),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "repo_dir": dg.MetadataValue.path(str(feast.repo_path)),
+            "registry": dg.MetadataValue.path(str(feast.registry_file)),
+            "feature_views": dg.MetadataValue.json(info["feature_views"]),
+            "on_demand_feature_views": dg.MetadataValue.json(info["on_demand_feature_views"]),
+            "entities": dg.MetadataValue.json(info["entities"]),
+            "feature_service": dg.MetadataValue.text(info["feature_service"]),
+            "features": dg.MetadataValue.json(info["service_features"]),
+            "n_features": dg.MetadataValue.int(len(info["service_features"])),
+            "removed": dg.MetadataValue.json(info["removed"]),
+        }
+    )
 
 
 class OnlineFeaturesConfig(dg.Config):
@@ -273,8 +286,9 @@ class OnlineFeaturesConfig(dg.Config):
     op_tags=ASSET_OP_TAGS["online_features"],
     automation_condition=dg.AutomationCondition.eager(),
 )
-def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesConfig, lake: Lake,
-                    feast: FeastStore) -> dg.MaterializeResult:
+def online_features(
+    context: dg.AssetExecutionContext, config: OnlineFeaturesConfig, lake: Lake, feast: FeastStore
+) -> dg.MaterializeResult:
     key = context.partition_key
     as_of = snapshot_instant(key)
     for table in (USER_STATE_TABLE, MERCHANT_STATE_TABLE):
@@ -285,21 +299,25 @@ def online_features(context: dg.AssetExecutionContext, config: OnlineFeaturesCon
         feast.apply()
     result = feast.materialize_snapshot(as_of, force=config.force)
     if result["skipped"]:
-        context.log.warning(f"online store already serves a newer snapshot ({result['online_as_of']}); "
-                            f"left it unchanged")
+        context.log.warning(
+            f"online store already serves a newer snapshot ({result['online_as_of']}); left it unchanged"
+        )
     users = lake.read_partition(USER_STATE_TABLE, key)
     merchants = lake.read_partition(MERCHANT_STATE_TABLE, key)
-    return dg.MaterializeResult(metadata={
-        "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
-        "skipped": dg.MetadataValue.bool(result["skipped"]),
-        "online_as_of": dg.MetadataValue.text(result["online_as_of"]),
-        "users": dg.MetadataValue.int(users.num_rows),
-        "active_users": dg.MetadataValue.int(users.num_rows - users.column(_FIRST_USER_FEATURE).null_count),
-        "merchants": dg.MetadataValue.int(merchants.num_rows),
-        "active_merchants": dg.MetadataValue.int(
-            merchants.num_rows - merchants.column(spec.MERCHANT_TXN_COUNT).null_count),
-        "online_store": dg.MetadataValue.text(feast.online_store_type),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": dg.MetadataValue.text(as_of.isoformat() + "Z"),
+            "skipped": dg.MetadataValue.bool(result["skipped"]),
+            "online_as_of": dg.MetadataValue.text(result["online_as_of"]),
+            "users": dg.MetadataValue.int(users.num_rows),
+            "active_users": dg.MetadataValue.int(users.num_rows - users.column(_FIRST_USER_FEATURE).null_count),
+            "merchants": dg.MetadataValue.int(merchants.num_rows),
+            "active_merchants": dg.MetadataValue.int(
+                merchants.num_rows - merchants.column(spec.MERCHANT_TXN_COUNT).null_count
+            ),
+            "online_store": dg.MetadataValue.text(feast.online_store_type),
+        }
+    )
 
 
 FEATURE_STORE_ASSETS = [user_state, merchant_state, feast_registry, online_features]

@@ -5,7 +5,6 @@ A backfill of many days runs as one pass (single-run backfill policy): the 30-da
 read once for the whole range instead of once per day.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -23,8 +22,9 @@ from resources.warehouse import Warehouse
 from .partitions import LOOKBACK_DAYS, daily_partitions
 
 _TICKS_PER_S = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-_lookback = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS, end_offset=0,
-                                          allow_nonexistent_upstream_partitions=True)
+_lookback = dg.TimeWindowPartitionMapping(
+    start_offset=-LOOKBACK_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
 
 
 def split_by_day(table: pa.Table, start: dt.datetime, end: dt.datetime) -> dict[str, pa.Table]:
@@ -49,15 +49,18 @@ def split_by_day(table: pa.Table, start: dt.datetime, end: dt.datetime) -> dict[
 @dg.asset(
     partitions_def=daily_partitions,
     group_name="features",
-    deps=[dg.AssetDep("raw_transactions", partition_mapping=_lookback),
-          dg.AssetDep("raw_labels", partition_mapping=_lookback)],
+    deps=[
+        dg.AssetDep("raw_transactions", partition_mapping=_lookback),
+        dg.AssetDep("raw_labels", partition_mapping=_lookback),
+    ],
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"duckdb", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
     op_tags=ASSET_OP_TAGS["transaction_features"],
 )
-def transaction_features(context: dg.AssetExecutionContext, lake: Lake, feature_engine: FeatureEngine,
-                         warehouse: Warehouse) -> dg.MaterializeResult:
+def transaction_features(
+    context: dg.AssetExecutionContext, lake: Lake, feature_engine: FeatureEngine, warehouse: Warehouse
+) -> dg.MaterializeResult:
     """Per-transaction windows over the user's and merchant's past (docs/features.md)."""
     window = context.partition_time_window
     start, end = window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
@@ -68,10 +71,12 @@ def transaction_features(context: dg.AssetExecutionContext, lake: Lake, feature_
     warehouse.refresh_views(lake)
     context.log.info(f"transaction_features {start:%Y-%m-%d}..{end:%Y-%m-%d}: {table.num_rows} rows")
     new_merchant = table.column(spec.IS_NEW_MERCHANT).to_numpy()
-    return dg.MaterializeResult(metadata={
-        "rows": dg.MetadataValue.int(table.num_rows),
-        "rows_per_day": dg.MetadataValue.json(rows_per_day),
-        "engine": feature_engine.engine,
-        "new_merchant_share": float(np.mean(new_merchant)) if len(new_merchant) else 0.0,
-        "dagster/row_count": dg.MetadataValue.int(table.num_rows),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(table.num_rows),
+            "rows_per_day": dg.MetadataValue.json(rows_per_day),
+            "engine": feature_engine.engine,
+            "new_merchant_share": float(np.mean(new_merchant)) if len(new_merchant) else 0.0,
+            "dagster/row_count": dg.MetadataValue.int(table.num_rows),
+        }
+    )

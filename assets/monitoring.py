@@ -15,8 +15,14 @@ from pathlib import Path
 import dagster as dg
 
 from driftline import settings
-from monitoring.data import (LOG_TABLE, performance_rows, reference_frame, report_dir, read_prediction_window,
-                             report_rows)
+from monitoring.data import (
+    LOG_TABLE,
+    performance_rows,
+    reference_frame,
+    report_dir,
+    read_prediction_window,
+    report_rows,
+)
 from monitoring.drift import DriftConfig
 from resources.lake import Lake
 from resources.mlflow_registry import CHAMPION, MlflowRegistry
@@ -35,9 +41,13 @@ PERFORMANCE_WINDOW_DAYS = _SETTINGS.performance_window_days
 _DRIFT = DriftConfig()  # the defaults of the drift decision: monitoring/drift.py
 
 prediction_log = dg.AssetSpec(
-    LOG_TABLE, group_name="monitoring", partitions_def=daily_partitions, deps=["seldon_deployment"],
+    LOG_TABLE,
+    group_name="monitoring",
+    partitions_def=daily_partitions,
+    deps=["seldon_deployment"],
     kinds={"parquet", "seldon"},
-    description="Every answered prediction (inputs, score, model version), written by the ingress.")
+    description="Every answered prediction (inputs, score, model version), written by the ingress.",
+)
 
 
 class DriftReportConfig(dg.Config):
@@ -63,12 +73,22 @@ class DriftReportConfig(dg.Config):
         return dataclasses.replace(_DRIFT, **{name: getattr(self, name) for name in shared})
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="monitoring", deps=[prediction_log, "model_evaluation"],
-          kinds={"evidently", "parquet"},
-          automation_condition=dg.AutomationCondition.on_cron("30 0 * * *").ignore(
-              dg.AssetSelection.assets(LOG_TABLE, "model_evaluation")))
-def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, lake: Lake,
-                 mlflow_registry: MlflowRegistry, warehouse: Warehouse) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    deps=[prediction_log, "model_evaluation"],
+    kinds={"evidently", "parquet"},
+    automation_condition=dg.AutomationCondition.on_cron("30 0 * * *").ignore(
+        dg.AssetSelection.assets(LOG_TABLE, "model_evaluation")
+    ),
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftReportConfig,
+    lake: Lake,
+    mlflow_registry: MlflowRegistry,
+    warehouse: Warehouse,
+) -> dg.MaterializeResult:
     """Drift of the day's served inputs against the champion's training features (Evidently)."""
     import pyarrow as pa
 
@@ -84,13 +104,19 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
     reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
     features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
     current, total = read_prediction_window(lake, config.log_days or [day], *features)
-    meta = {"reference_model_version": version, "reference_source": source, "reference_rows": len(reference),
-            "log_days": dg.MetadataValue.json(config.log_days or [day]),
-            "current_rows": dg.MetadataValue.int(total), "dagster/row_count": dg.MetadataValue.int(total)}
+    meta = {
+        "reference_model_version": version,
+        "reference_source": source,
+        "reference_rows": len(reference),
+        "log_days": dg.MetadataValue.json(config.log_days or [day]),
+        "current_rows": dg.MetadataValue.int(total),
+        "dagster/row_count": dg.MetadataValue.int(total),
+    }
     if total == 0:
         context.log.warning(f"no predictions logged on {day}")
-        return dg.MaterializeResult(metadata={**meta, "drifted": False, "share_drifted": 0.0,
-                                              "reason": "no predictions in the window"})
+        return dg.MaterializeResult(
+            metadata={**meta, "drifted": False, "share_drifted": 0.0, "reason": "no predictions in the window"}
+        )
     # Raw requests carry only the transaction; features the log never saw cannot be judged, so the
     # drift share is taken over the features present in the window.
     present = [c for c in current.columns if current[c].notna().any()]
@@ -113,15 +139,22 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, l
     warehouse.refresh_views(lake)
     context.log.info(f"drift {day} vs champion v{version}: {result.reason}")
     meta |= {
-        "drifted": result.drifted, "share_drifted": float(result.share), "reason": result.reason,
+        "drifted": result.drifted,
+        "share_drifted": float(result.share),
+        "reason": result.reason,
         "drifted_features": dg.MetadataValue.json(result.drifted_features),
         "scores": dg.MetadataValue.json({k: round(v, 5) for k, v in result.scores.items()}),
         **{f"score/{f.name}": float(round(f.score, 5)) for f in result.features},
-        "sampled_current_rows": result.sampled_current, "engine": result.engine,
+        "sampled_current_rows": result.sampled_current,
+        "engine": result.engine,
         "refined_on_all_rows": dg.MetadataValue.json(result.refined),
-        "thresholds": dg.MetadataValue.json({"numeric": f"{cfg.num_method} >= {cfg.num_threshold}",
-                                             "categorical": f"{cfg.cat_method} >= {cfg.cat_threshold}",
-                                             "drift_share": cfg.drift_share}),
+        "thresholds": dg.MetadataValue.json(
+            {
+                "numeric": f"{cfg.num_method} >= {cfg.num_threshold}",
+                "categorical": f"{cfg.cat_method} >= {cfg.cat_threshold}",
+                "drift_share": cfg.drift_share,
+            }
+        ),
     }
     if html is not None:
         meta |= {"report": dg.MetadataValue.path(str(html)), "report_url": dg.MetadataValue.url(report_url)}
@@ -132,15 +165,21 @@ class PerformanceConfig(dg.Config):
     threshold: float = 0.5  # the serving threshold: score >= threshold is flagged
 
 
-_log_window = dg.TimeWindowPartitionMapping(start_offset=-(LABEL_MATURITY_DAYS + PERFORMANCE_WINDOW_DAYS - 1),
-                                            end_offset=-LABEL_MATURITY_DAYS)
+_log_window = dg.TimeWindowPartitionMapping(
+    start_offset=-(LABEL_MATURITY_DAYS + PERFORMANCE_WINDOW_DAYS - 1), end_offset=-LABEL_MATURITY_DAYS
+)
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="monitoring", kinds={"duckdb", "parquet"},
-          deps=[dg.AssetDep(prediction_log, partition_mapping=_log_window), "raw_labels"],
-          automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(LOG_TABLE)))
-def model_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, lake: Lake,
-                      mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    kinds={"duckdb", "parquet"},
+    deps=[dg.AssetDep(prediction_log, partition_mapping=_log_window), "raw_labels"],
+    automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(LOG_TABLE)),
+)
+def model_performance(
+    context: dg.AssetExecutionContext, config: PerformanceConfig, lake: Lake, mlflow_registry: MlflowRegistry
+) -> dg.MaterializeResult:
     """PR-AUC, recall, precision per model version of the predictions made LABEL_MATURITY_DAYS
     ago (a PERFORMANCE_WINDOW_DAYS window), with the chargebacks known at the end of this day."""
     import pyarrow as pa
@@ -156,9 +195,13 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
         row["evaluation_date"] = context.partition_key
     if per_day:
         lake.write_partition(PERFORMANCE_TABLE, context.partition_key, pa.Table.from_pylist(per_day))
-    meta = {"prediction_days": f"{pred_days[0]}..{pred_days[-1]}", "labels_known_through": day.isoformat(),
-            "champion_version": champ or "none", "versions": dg.MetadataValue.json(_no_nan(pooled)),
-            "dagster/row_count": dg.MetadataValue.int(sum(r["rows"] for r in per_day))}
+    meta = {
+        "prediction_days": f"{pred_days[0]}..{pred_days[-1]}",
+        "labels_known_through": day.isoformat(),
+        "champion_version": champ or "none",
+        "versions": dg.MetadataValue.json(_no_nan(pooled)),
+        "dagster/row_count": dg.MetadataValue.int(sum(r["rows"] for r in per_day)),
+    }
     for version, m in pooled.items():
         meta |= {f"v{version}/{k}": float(v) for k, v in m.items() if k in ("pr_auc", "recall", "precision") and v == v}
     if champ in pooled:

@@ -38,10 +38,15 @@ def _newest_feature_day(lake: Lake) -> dt.date:
     return dt.date.fromisoformat(days[-1])
 
 
-@dg.asset(group_name="training", deps=["transaction_features", "raw_labels", "online_features"],
-          kinds={"feast", "parquet"}, op_tags=ASSET_OP_TAGS["training_set"])
-def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake,
-                 feast: FeastStore) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="training",
+    deps=["transaction_features", "raw_labels", "online_features"],
+    kinds={"feast", "parquet"},
+    op_tags=ASSET_OP_TAGS["training_set"],
+)
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, lake: Lake, feast: FeastStore
+) -> dg.MaterializeResult:
     """Transactions of the window with the features Feast would have served at their time and
     labels known at the cutoff; split by time into train / val / test."""
     import pyarrow as pa
@@ -57,20 +62,27 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, l
     frame["split"] = assign_splits(frame["event_ts"], config.val_fraction, config.test_fraction)
     stats = {}
     for split, part in frame.groupby("split", sort=False):
-        lake.write_partition_file(split_path(lake, split), pa.Table.from_pandas(part.drop(columns="split"),
-                                                                                preserve_index=False))
-        stats[split] = {"rows": int(len(part)), "fraud_rate": round(float(part[LABEL].mean()), 5),
-                        "from": str(part["event_ts"].min()), "to": str(part["event_ts"].max())}
+        lake.write_partition_file(
+            split_path(lake, split), pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False)
+        )
+        stats[split] = {
+            "rows": int(len(part)),
+            "fraud_rate": round(float(part[LABEL].mean()), 5),
+            "from": str(part["event_ts"].min()),
+            "to": str(part["event_ts"].max()),
+        }
     context.log.info(f"training_set {window}: {stats}")
-    return dg.MaterializeResult(metadata={
-        "splits": dg.MetadataValue.json(stats),
-        "rows": dg.MetadataValue.int(len(frame)),
-        "fraud_rate": float(frame[LABEL].mean()),
-        "window": f"[{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d})",
-        "labels_known_before": window.cutoff.isoformat(),
-        "feature_partitions": dg.MetadataValue.json(window.days()),
-        "dagster/row_count": dg.MetadataValue.int(len(frame)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "splits": dg.MetadataValue.json(stats),
+            "rows": dg.MetadataValue.int(len(frame)),
+            "fraud_rate": float(frame[LABEL].mean()),
+            "window": f"[{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d})",
+            "labels_known_before": window.cutoff.isoformat(),
+            "feature_partitions": dg.MetadataValue.json(window.days()),
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        }
+    )
 
 
 class TrainingConfig(dg.Config):
@@ -84,8 +96,12 @@ class TrainingConfig(dg.Config):
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -99,11 +115,16 @@ def read_splits(lake: Lake):
     return {s: lake.read_pandas(split_path(lake, s)) for s in ("train", "val", "test")}
 
 
-@dg.asset(group_name="training", deps=[training_set], kinds={"pytorch", "mlflow"},
-          tags={"driftline/accelerator": "gpu-if-available"},
-          op_tags={**ASSET_OP_TAGS["fraud_model"], "driftline/gpu": "1"})
-def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake: Lake,
-                mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="training",
+    deps=[training_set],
+    kinds={"pytorch", "mlflow"},
+    tags={"driftline/accelerator": "gpu-if-available"},
+    op_tags={**ASSET_OP_TAGS["fraud_model"], "driftline/gpu": "1"},
+)
+def fraud_model(
+    context: dg.AssetExecutionContext, config: TrainingConfig, lake: Lake, mlflow_registry: MlflowRegistry
+) -> dg.MaterializeResult:
     """Trains the network, logs the run to MLflow, registers the version as `challenger`."""
     from ml.dataset import encode_split
     from ml.export import export_artifact
@@ -114,20 +135,41 @@ def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake:
     frames = read_splits(lake)
     schema = fit_schema(frames["train"], CATEGORICAL, NUMERIC, FILL, mlflow_registry.model_name)
     splits = {name: encode_split(schema, f) for name, f in frames.items()}
-    cfg = TrainConfig(seed=config.seed, max_epochs=config.max_epochs, patience=config.patience,
-                      batch_size=config.batch_size, learning_rate=config.learning_rate,
-                      accelerator=config.accelerator)
+    cfg = TrainConfig(
+        seed=config.seed,
+        max_epochs=config.max_epochs,
+        patience=config.patience,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        accelerator=config.accelerator,
+    )
     mlflow, exp_id = mlflow_registry.setup()
     with mlflow.start_run(experiment_id=exp_id, run_name=f"fraud_model {context.run.run_id[:8]}") as run:
-        mlflow.log_params({**{k: v for k, v in cfg.__dict__.items() if k != "extra"},
-                           "n_train": len(frames["train"]), "features": ",".join(schema.feature_names)})
-        mlflow.set_tags({"dagster_run_id": context.run.run_id, "git_commit": git_commit(),
-                         "training_window": json.dumps(_split_ranges(frames)),
-                         "training_partitions": json.dumps(_partitions(frames))})
+        mlflow.log_params(
+            {
+                **{k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                "n_train": len(frames["train"]),
+                "features": ",".join(schema.feature_names),
+            }
+        )
+        mlflow.set_tags(
+            {
+                "dagster_run_id": context.run.run_id,
+                "git_commit": git_commit(),
+                "training_window": json.dumps(_split_ranges(frames)),
+                "training_partitions": json.dumps(_partitions(frames)),
+            }
+        )
         tmp = tempfile.TemporaryDirectory()
         checkpoint = Path(tmp.name) / "model.ckpt"
-        result = train(schema, splits, cfg, log=context.log.info, checkpoint_out=str(checkpoint),
-                       metric_sink=lambda m, step: mlflow.log_metrics(m, step=step))
+        result = train(
+            schema,
+            splits,
+            cfg,
+            log=context.log.info,
+            checkpoint_out=str(checkpoint),
+            metric_sink=lambda m, step: mlflow.log_metrics(m, step=step),
+        )
         mlflow.log_artifact(str(checkpoint), "checkpoint")  # the Lightning model itself, for reuse
         test_metrics = evaluate(result.module, splits["test"], cfg.fpr)
         val_metrics = evaluate(result.module, splits["val"], cfg.fpr)
@@ -137,28 +179,36 @@ def fraud_model(context: dg.AssetExecutionContext, config: TrainingConfig, lake:
         with tmp:
             artifact = export_artifact(result.module.net, schema, Path(tmp.name) / "serving")
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(__file__).parents[1] / "ml" / "pyfunc_model.py"),
-                artifacts={"serving": str(artifact)}, code_paths=[str(Path(__file__).parents[1] / "seldon")],
-                pip_requirements=["torch==2.13.0", "numpy"])
-        version = mlflow.register_model(info.model_uri, mlflow_registry.model_name,
-                                        tags={"dagster_run_id": context.run.run_id}).version
+                name="model",
+                python_model=str(Path(__file__).parents[1] / "ml" / "pyfunc_model.py"),
+                artifacts={"serving": str(artifact)},
+                code_paths=[str(Path(__file__).parents[1] / "seldon")],
+                pip_requirements=["torch==2.13.0", "numpy"],
+            )
+        version = mlflow.register_model(
+            info.model_uri, mlflow_registry.model_name, tags={"dagster_run_id": context.run.run_id}
+        ).version
         mlflow_registry.set_alias(CHALLENGER, version)
         client = mlflow.MlflowClient()
-        client.set_model_version_tag(mlflow_registry.model_name, version, "test_pr_auc", f"{test_metrics['pr_auc']:.5f}")
+        client.set_model_version_tag(
+            mlflow_registry.model_name, version, "test_pr_auc", f"{test_metrics['pr_auc']:.5f}"
+        )
     context.log.info(f"registered {mlflow_registry.model_name} v{version} as {CHALLENGER}: {test_metrics}")
-    return dg.MaterializeResult(metadata={
-        "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(exp_id, run.info.run_id)),
-        "mlflow_run_id": run.info.run_id,
-        "model_version": dg.MetadataValue.text(str(version)),
-        "test_pr_auc": test_metrics["pr_auc"],
-        "test_roc_auc": test_metrics["roc_auc"],
-        "test_recall_at_1pct_fpr": test_metrics["recall_at_fpr_0.01"],
-        "test_prevalence": test_metrics["prevalence"],
-        "epochs": result.epochs,
-        "accelerator": result.accelerator,
-        "precision": result.precision,
-        "train_samples_per_s": round(result.samples_per_s, 1),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(exp_id, run.info.run_id)),
+            "mlflow_run_id": run.info.run_id,
+            "model_version": dg.MetadataValue.text(str(version)),
+            "test_pr_auc": test_metrics["pr_auc"],
+            "test_roc_auc": test_metrics["roc_auc"],
+            "test_recall_at_1pct_fpr": test_metrics["recall_at_fpr_0.01"],
+            "test_prevalence": test_metrics["prevalence"],
+            "epochs": result.epochs,
+            "accelerator": result.accelerator,
+            "precision": result.precision,
+            "train_samples_per_s": round(result.samples_per_s, 1),
+        }
+    )
 
 
 def _partitions(frames) -> list[str]:
@@ -171,4 +221,3 @@ def _partitions(frames) -> list[str]:
 
 def _split_ranges(frames) -> dict:
     return {k: [str(f["event_ts"].min()), str(f["event_ts"].max())] for k, f in frames.items()}
-

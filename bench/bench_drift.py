@@ -19,10 +19,23 @@ import numpy as np
 import pandas as pd
 
 CATS = ["category", "country", "channel"]
-NUMS = ["amount", "hour_of_day", "log_amount", "user_txn_count", "user_amount_sum", "user_amount_mean",
-        "user_amount_max", "user_distinct_merchants", "merchant_txn_count", "merchant_amount_mean",
-        "merchant_distinct_users", "amount_to_user_mean", "amount_to_merchant_mean", "seconds_of_day",
-        "user_countries"]
+NUMS = [
+    "amount",
+    "hour_of_day",
+    "log_amount",
+    "user_txn_count",
+    "user_amount_sum",
+    "user_amount_mean",
+    "user_amount_max",
+    "user_distinct_merchants",
+    "merchant_txn_count",
+    "merchant_amount_mean",
+    "merchant_distinct_users",
+    "amount_to_user_mean",
+    "amount_to_merchant_mean",
+    "seconds_of_day",
+    "user_countries",
+]
 WORLD = dict(seed=2, n_users=20_000, n_merchants=2_000, events_per_day=40_000, fraud_rate=0.004)
 
 
@@ -31,14 +44,19 @@ def frame(world, days: list[dt.date]) -> pd.DataFrame:
     tx = pd.concat([world.transactions(d) for d in days], ignore_index=True)
     user, merchant = tx.groupby("user_id")["amount"], tx.groupby("merchant_id")["amount"]
     out = tx[CATS + ["amount"]].assign(
-        hour_of_day=tx["event_ts"].dt.hour, log_amount=np.log1p(tx["amount"]),
-        user_txn_count=user.transform("size"), user_amount_sum=user.transform("sum"),
-        user_amount_mean=user.transform("mean"), user_amount_max=user.transform("max"),
+        hour_of_day=tx["event_ts"].dt.hour,
+        log_amount=np.log1p(tx["amount"]),
+        user_txn_count=user.transform("size"),
+        user_amount_sum=user.transform("sum"),
+        user_amount_mean=user.transform("mean"),
+        user_amount_max=user.transform("max"),
         user_distinct_merchants=tx.groupby("user_id")["merchant_id"].transform("nunique"),
-        merchant_txn_count=merchant.transform("size"), merchant_amount_mean=merchant.transform("mean"),
+        merchant_txn_count=merchant.transform("size"),
+        merchant_amount_mean=merchant.transform("mean"),
         merchant_distinct_users=tx.groupby("merchant_id")["user_id"].transform("nunique"),
         seconds_of_day=tx["event_ts"].dt.hour * 3600 + tx["event_ts"].dt.minute * 60 + tx["event_ts"].dt.second,
-        user_countries=tx.groupby("user_id")["country"].transform("nunique"))
+        user_countries=tx.groupby("user_id")["country"].transform("nunique"),
+    )
     out["amount_to_user_mean"] = out["amount"] / out["user_amount_mean"]
     out["amount_to_merchant_mean"] = out["amount"] / out["merchant_amount_mean"]
     return out
@@ -49,10 +67,11 @@ def numpy_floor(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, flo
     Jensen-Shannon distance from value counts."""
     out = {}
     for c in CATS:
-        keys, inv = np.unique(np.concatenate([reference[c].to_numpy(str), current[c].to_numpy(str)]),
-                              return_inverse=True)
-        p = np.bincount(inv[:len(reference)], minlength=len(keys)) / len(reference)
-        q = np.bincount(inv[len(reference):], minlength=len(keys)) / len(current)
+        keys, inv = np.unique(
+            np.concatenate([reference[c].to_numpy(str), current[c].to_numpy(str)]), return_inverse=True
+        )
+        p = np.bincount(inv[: len(reference)], minlength=len(keys)) / len(reference)
+        q = np.bincount(inv[len(reference) :], minlength=len(keys)) / len(current)
         m = (p + q) / 2
         kl = lambda a: np.sum(np.where(a > 0, a * np.log(np.where(a > 0, a, 1) / np.where(m > 0, m, 1)), 0.0))  # noqa: E731
         out[c] = float(np.sqrt((kl(p) + kl(q)) / 2))
@@ -88,8 +107,16 @@ def log_read_seconds(current: pd.DataFrame) -> float:
         lines = current.to_json(orient="records", lines=True).splitlines()
         folder = lake.table_dir("prediction_log") / "date=2026-11-01"
         folder.mkdir(parents=True)
-        pq.write_table(pa.table({"request_id": [str(i) for i in range(len(lines))], "features": lines,
-                                 "score": np.zeros(len(lines), np.float32)}), folder / "part-0.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "request_id": [str(i) for i in range(len(lines))],
+                    "features": lines,
+                    "score": np.zeros(len(lines), np.float32),
+                }
+            ),
+            folder / "part-0.parquet",
+        )
         t = time.perf_counter()
         frame, total = read_prediction_window(lake, ["2026-11-01"], CATS, NUMS)
         assert total == len(current) and frame.shape[1] == len(CATS + NUMS)
@@ -116,8 +143,10 @@ def main() -> None:
     t = time.perf_counter()
     import evidently  # noqa: F401
 
-    print(f"reference {len(reference):,} rows x {len(CATS + NUMS)} columns; evidently import "
-          f"{time.perf_counter() - t:.1f} s (excluded below); median of {args.repeat}")
+    print(
+        f"reference {len(reference):,} rows x {len(CATS + NUMS)} columns; evidently import "
+        f"{time.perf_counter() - t:.1f} s (excluded below); median of {args.repeat}"
+    )
     rows = []
     for n in (100_000, 1_000_000):
         current = drifted.iloc[rng.integers(0, len(drifted), n)].reset_index(drop=True)
@@ -125,8 +154,7 @@ def main() -> None:
         sampled_s, sampled = timed(lambda: drift_decision(reference, current, (CATS, NUMS)), args.repeat)
         full_s, exact = timed(lambda: drift_decision(reference, current, (CATS, NUMS), full), args.repeat)
         with tempfile.TemporaryDirectory() as tmp:
-            evid_s, evid = timed(lambda: drift_decision(reference, current, (CATS, NUMS),
-                                                        html_path=f"{tmp}/r.html"), 1)
+            evid_s, evid = timed(lambda: drift_decision(reference, current, (CATS, NUMS), html_path=f"{tmp}/r.html"), 1)
         assert max(abs(floor[k] - exact.scores[k]) for k in floor) < 1e-6, "floor and decision disagree"
         same = sampled.drifted_features == exact.drifted_features == evid.drifted_features
         rows.append((n, floor_s, sampled_s, full_s, evid_s, same, exact.share))
@@ -134,19 +162,25 @@ def main() -> None:
             ev_full_s, _ = timed(lambda: drift_decision(reference, current, (CATS, NUMS), full, engine="evidently"), 1)
         if n == 1_000_000 and not args.no_log:
             log_s = log_read_seconds(current)
-    print("\n| current rows | NumPy floor (all rows) | decision (20k samples) | decision (all rows) "
-          "| Evidently report (20k samples, HTML) | same decisions | drifted share |")
+    print(
+        "\n| current rows | NumPy floor (all rows) | decision (20k samples) | decision (all rows) "
+        "| Evidently report (20k samples, HTML) | same decisions | drifted share |"
+    )
     print("|---:|---:|---:|---:|---:|:---:|---:|")
     for n, floor_s, sampled_s, full_s, evid_s, same, share in rows:
-        print(f"| {n:,} | {floor_s:.2f} s | {sampled_s:.2f} s | {full_s:.2f} s | {evid_s:.2f} s | "
-              f"{'yes' if same else 'NO'} | {share:.0%} |")
+        print(
+            f"| {n:,} | {floor_s:.2f} s | {sampled_s:.2f} s | {full_s:.2f} s | {evid_s:.2f} s | "
+            f"{'yes' if same else 'NO'} | {share:.0%} |"
+        )
     print(f"\nEvidently DataDriftPreset on the full frames at 100,000 rows: {ev_full_s:.2f} s")
     if not args.no_log:
         print(f"drift_report's read of a 1,000,000-row prediction-log day (DuckDB, JSON features): {log_s:.2f} s")
         report_s = log_s + rows[-1][4]
         verdict = "PASS" if report_s <= TARGET_S else "FAIL"
-        print(f"{verdict}: drift_report at 1,000,000 rows = log read {log_s:.2f} s + Evidently report with HTML "
-              f"{rows[-1][4]:.2f} s = {report_s:.2f} s (target <= {TARGET_S:.0f} s)")
+        print(
+            f"{verdict}: drift_report at 1,000,000 rows = log read {log_s:.2f} s + Evidently report with HTML "
+            f"{rows[-1][4]:.2f} s = {report_s:.2f} s (target <= {TARGET_S:.0f} s)"
+        )
     print("the demo's drift-to-canary time is printed by `make demo` (step 7, 'drift-to-canary time')")
 
 

@@ -25,8 +25,13 @@ from bench.noise import OtherWork
 from bench.data import DEFAULT_ROOT, LABEL_TABLE, TX_TABLE, BenchParams, ensure_lake, partition_files
 
 OURS = "duckdb"
-LABELS = {"duckdb": "DuckDB (ours)", "polars": "Polars", "spark": "Spark local[N] (scale-out engine, JVM start included)",
-          "pandas": "pandas", "floor": "floor: DuckDB read+COPY"}
+LABELS = {
+    "duckdb": "DuckDB (ours)",
+    "polars": "Polars",
+    "spark": "Spark local[N] (scale-out engine, JVM start included)",
+    "pandas": "pandas",
+    "floor": "floor: DuckDB read+COPY",
+}
 TARGET_PANDAS_SPEEDUP = 15.0
 
 
@@ -43,8 +48,22 @@ class Result:
 
 def run_once(impl: str, lake: str, params: BenchParams, out: Path, threads: int) -> dict:
     env = dict(os.environ, POLARS_MAX_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "bench.run_impl", impl, "--lake", lake, "--start", params.start.isoformat(),
-           "--end", params.end.isoformat(), "--out", str(out), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run_impl",
+        impl,
+        "--lake",
+        lake,
+        "--start",
+        params.start.isoformat(),
+        "--end",
+        params.end.isoformat(),
+        "--out",
+        str(out),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -72,16 +91,23 @@ def compare_outputs(out_dir: Path, results: dict[str, Result]) -> tuple[list[str
     tables = {i: pq.read_table(out_dir / f"{i}.parquet", partitioning=None) for i in done}
     problems, notes = [], []
     if OURS in done and tables[OURS].column_names != COLUMNS:
-        notes.append(f"SPEC: {LABELS[OURS]} column order differs from docs/features.md: "
-                     + ", ".join(f"#{k} is {got}, spec {want}" for k, (got, want) in
-                                 enumerate(zip(tables[OURS].column_names, COLUMNS)) if got != want))
+        notes.append(
+            f"SPEC: {LABELS[OURS]} column order differs from docs/features.md: "
+            + ", ".join(
+                f"#{k} is {got}, spec {want}"
+                for k, (got, want) in enumerate(zip(tables[OURS].column_names, COLUMNS))
+                if got != want
+            )
+        )
     for other in done:
         if other == base:
             continue
         t0 = time.perf_counter()
         diff = compare_features(tables[base], tables[other], (base, other), check_order=False)
-        notes.append(f"{base} vs {other}: {'AGREE' if not diff else 'MISMATCH'} on {tables[other].num_rows:,} rows "
-                     f"(checked in {time.perf_counter() - t0:.0f} s)")
+        notes.append(
+            f"{base} vs {other}: {'AGREE' if not diff else 'MISMATCH'} on {tables[other].num_rows:,} rows "
+            f"(checked in {time.perf_counter() - t0:.0f} s)"
+        )
         problems += [f"{base} vs {other}: {d}" for d in diff]
     return problems, notes
 
@@ -90,15 +116,21 @@ def fmt_rate(x: float) -> str:
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.0f} k"
 
 
-def report(results: dict[str, Result], params: BenchParams, threads: int, repeats: int, pandas_repeats: int) -> list[str]:
+def report(
+    results: dict[str, Result], params: BenchParams, threads: int, repeats: int, pandas_repeats: int
+) -> list[str]:
     """Markdown table plus targets; returns the lines that failed a target."""
     ours = results.get(OURS)
     ours_s = ours.best["seconds"] if ours and ours.best else None
-    print(f"\n### Feature engines: {params.events_per_day:,} events/day x {params.days} days, "
-          f"threads={threads} for DuckDB and Polars (pandas is single-threaded)\n")
-    print("Seconds are end to end (read the Parquet lake, compute, write the result to Parquet, zstd); "
-          f"best of {repeats} runs (pandas: {pandas_repeats}), each in a fresh process. "
-          "Peak memory is the process's peak RSS.\n")
+    print(
+        f"\n### Feature engines: {params.events_per_day:,} events/day x {params.days} days, "
+        f"threads={threads} for DuckDB and Polars (pandas is single-threaded)\n"
+    )
+    print(
+        "Seconds are end to end (read the Parquet lake, compute, write the result to Parquet, zstd); "
+        f"best of {repeats} runs (pandas: {pandas_repeats}), each in a fresh process. "
+        "Peak memory is the process's peak RSS.\n"
+    )
     print("| implementation | seconds | read+compute s | events/s | ratio vs ours | peak memory |")
     print("|---|---:|---:|---:|---:|---:|")
     for impl in ("duckdb", "polars", "spark", "pandas", "floor"):
@@ -111,8 +143,10 @@ def report(results: dict[str, Result], params: BenchParams, threads: int, repeat
         b = r.best
         compute = f"{b['compute_seconds']:.2f}" if b.get("compute_seconds") is not None else "-"
         ratio = f"{b['seconds'] / ours_s:.2f}x" if ours_s else "-"
-        print(f"| {LABELS[impl]} | {b['seconds']:.2f} | {compute} | {fmt_rate(b['rows'] / b['seconds'])} | "
-              f"{ratio} | {b['peak_rss_mb'] / 1024:.2f} GiB |")
+        print(
+            f"| {LABELS[impl]} | {b['seconds']:.2f} | {compute} | {fmt_rate(b['rows'] / b['seconds'])} | "
+            f"{ratio} | {b['peak_rss_mb'] / 1024:.2f} GiB |"
+        )
     print()
     failed = []
     if not ours_s:
@@ -120,16 +154,23 @@ def report(results: dict[str, Result], params: BenchParams, threads: int, repeat
         return []
     floor = results.get("floor")
     if floor and floor.best:
-        print(f"- ours vs floor: {ours_s / floor.best['seconds']:.1f}x the floor's time "
-              f"({floor.best['seconds']:.2f} s to read and rewrite the {floor.best['rows']:,} input rows)")
+        print(
+            f"- ours vs floor: {ours_s / floor.best['seconds']:.1f}x the floor's time "
+            f"({floor.best['seconds']:.2f} s to read and rewrite the {floor.best['rows']:,} input rows)"
+        )
     checks = []
     if results.get("polars") and results["polars"].best:
         p = results["polars"].best["seconds"]
         checks.append((f"ours >= Polars: Polars takes {p / ours_s:.2f}x our time (target >= 1.00x)", p >= ours_s))
     if results.get("pandas") and results["pandas"].best:
         p = results["pandas"].best["seconds"]
-        checks.append((f"ours >= {TARGET_PANDAS_SPEEDUP:.0f}x pandas: pandas takes {p / ours_s:.1f}x our time "
-                       f"(target >= {TARGET_PANDAS_SPEEDUP:.0f}x)", p / ours_s >= TARGET_PANDAS_SPEEDUP))
+        checks.append(
+            (
+                f"ours >= {TARGET_PANDAS_SPEEDUP:.0f}x pandas: pandas takes {p / ours_s:.1f}x our time "
+                f"(target >= {TARGET_PANDAS_SPEEDUP:.0f}x)",
+                p / ours_s >= TARGET_PANDAS_SPEEDUP,
+            )
+        )
     for text, ok in checks:
         print(f"- {'PASS' if ok else 'FAIL'}: {text}")
         if not ok:
@@ -154,16 +195,22 @@ def main(argv=None) -> int:
     params = BenchParams(events_per_day=a.events_per_day, days=a.days)
     t0 = time.perf_counter()
     generated = ensure_lake(a.lake, params)
-    print(f"lake {a.lake}: {'generated' if generated else 'cached'} in {time.perf_counter() - t0:.1f} s "
-          f"({params.days} days from {params.first_day}, {params.events_per_day:,} events/day nominal)", flush=True)
+    print(
+        f"lake {a.lake}: {'generated' if generated else 'cached'} in {time.perf_counter() - t0:.1f} s "
+        f"({params.days} days from {params.first_day}, {params.events_per_day:,} events/day nominal)",
+        flush=True,
+    )
     warm_page_cache(a.lake)
     out_dir = Path(a.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     import duckdb
     import polars
 
-    print(f"duckdb {duckdb.__version__}, polars {polars.__version__}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, threads={a.threads}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"duckdb {duckdb.__version__}, polars {polars.__version__}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, threads={a.threads}, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
     results = {impl: Result(impl) for impl in a.only}
     # Round-robin the repeated implementations so background noise spreads over all of them.
@@ -201,8 +248,10 @@ def main(argv=None) -> int:
     if other is not None:
         print(f"other processes used {other:.0%} of the machine's CPU time during the timed runs (Spark's left out)")
         if other > 0.10:
-            print("WARNING: other work competed for the CPUs: timings (and single-run pandas most) are noisy; "
-                  "rerun on an idle machine")
+            print(
+                "WARNING: other work competed for the CPUs: timings (and single-run pandas most) are noisy; "
+                "rerun on an idle machine"
+            )
     if problems:
         print("\nMISMATCH: implementations disagree (see above)")
         return 1

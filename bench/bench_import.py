@@ -28,8 +28,14 @@ TIMED_IMPORT = "import time; t = time.perf_counter(); import definitions; print(
 def timed_import() -> tuple[float, float]:
     """(seconds of `import definitions`, seconds of the whole process) in a fresh interpreter."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", TIMED_IMPORT], cwd=ROOT, capture_output=True, text=True,
-                         env=os.environ.copy(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", TIMED_IMPORT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(f"import definitions failed:\n{out.stderr[-3000:]}")
@@ -38,8 +44,13 @@ def timed_import() -> tuple[float, float]:
 
 def heaviest_imports(top: int = 10) -> list[tuple[float, str]]:
     """The `top` top-level packages by cumulative import time (seconds) in one fresh process."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import definitions"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import definitions"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     totals: dict[str, float] = {}
     for line in out.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:

@@ -51,17 +51,28 @@ def ensure_wrk() -> str:
 
 def wrk(url: str, body: dict, conns: int, headers: dict | None = None, duration: str = DURATION) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
-                'wrk.headers["Content-Type"] = "application/json"\n'
-                + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items()))
-    out = subprocess.run(["wrk", "-t", str(min(conns, 2)), "-c", str(conns), "-d", duration, "--latency", "-s", f.name,
-                          url], capture_output=True, text=True, check=True).stdout
+        f.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+        )
+    out = subprocess.run(
+        ["wrk", "-t", str(min(conns, 2)), "-c", str(conns), "-d", duration, "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(f.name)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": _ms(out, "50%"),
-            "p99": _ms(out, "99%"), "errors": int(non2xx.group(1)) if non2xx else 0, "requests": int(done.group(1)),
-            "seconds": float(done.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[done.group(3)]}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(out, "50%"),
+        "p99": _ms(out, "99%"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "requests": int(done.group(1)),
+        "seconds": float(done.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[done.group(3)],
+    }
 
 
 class LogWatch:
@@ -126,21 +137,41 @@ def main():
     feast_repo = online_store(work)
     art = build_artifact(work / "model", "1", seed=0, schema=small_schema("1"))
     port = free_port()
-    target = SeldonTarget(serving_dir=str(work / "serving"), lake=Lake(root=str(work / "lake")), feast_repo=str(feast_repo),
-                          ingress_url=f"http://127.0.0.1:{port}", online_features=ONLINE)
-    manifest = mf.render("fraud", "default", [mf.Predictor("main", "driftline-fraud", "1", str(art), 100,
-                                                           feast_url=target.feast_url)], "driftline/serving:bench")
+    target = SeldonTarget(
+        serving_dir=str(work / "serving"),
+        lake=Lake(root=str(work / "lake")),
+        feast_repo=str(feast_repo),
+        ingress_url=f"http://127.0.0.1:{port}",
+        online_features=ONLINE,
+    )
+    manifest = mf.render(
+        "fraud",
+        "default",
+        [mf.Predictor("main", "driftline-fraud", "1", str(art), 100, feast_url=target.feast_url)],
+        "driftline/serving:bench",
+    )
     target.apply(manifest)
     # the bare wrapper runs with the predictor's own process settings (workers, threads, OMP)
     settings = mf.container_env(manifest["spec"]["predictors"][0])
     bare_port = free_port()
-    bare_cmd = [str(ROOT / ".venv-serving" / "bin" / "seldon-core-microservice"), "seldon.faults.TrivialModel",
-                "--service-type", "MODEL", "--http-port", str(bare_port), "--grpc-port", str(free_port()),
-                "--metrics-port", str(free_port()), "--workers", settings["GUNICORN_WORKERS"]]
-    bare_env = {**os.environ,
-                **{k: settings[k] for k in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "OMP_NUM_THREADS")}}
-    bare = subprocess.Popen(bare_cmd, cwd=ROOT, start_new_session=True, env=bare_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    bare_cmd = [
+        str(ROOT / ".venv-serving" / "bin" / "seldon-core-microservice"),
+        "seldon.faults.TrivialModel",
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(bare_port),
+        "--grpc-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--workers",
+        settings["GUNICORN_WORKERS"],
+    ]
+    bare_env = {**os.environ, **{k: settings[k] for k in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "OMP_NUM_THREADS")}}
+    bare = subprocess.Popen(
+        bare_cmd, cwd=ROOT, start_new_session=True, env=bare_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         direct_port = json.loads((target.state_dir / "endpoints.json").read_text())["predictors"]["main"]["port"]
         ingress = f"http://127.0.0.1:{port}/seldon/default/fraud/api/v1.0/predictions"
@@ -156,17 +187,35 @@ def main():
         names, rows = sample_rows(1000)
         one = {"data": {"names": names, "ndarray": rows[:1]}}
         batch = {"data": {"names": names, "ndarray": rows}}
-        tensor = {"data": {"names": names, "tensor": {"shape": [len(rows), len(names)],
-                                                      "values": [v for row in rows for v in row]}}}
+        tensor = {
+            "data": {
+                "names": names,
+                "tensor": {"shape": [len(rows), len(names)], "values": [v for row in rows for v in row]},
+            }
+        }
         trivial = {"data": {"ndarray": [[1.0, 2.0]]}}
         # groups of rows compared with each other: measured back to back in every round
-        groups = [[(f"bare wrapper, trivial model, c={c}", f"http://127.0.0.1:{bare_port}/api/v1.0/predictions",
-                    trivial, c, None),
-                   (f"predictor direct, 1 row, c={c}", direct, one, c, None),
-                   (f"ingress, 1 row, c={c}", ingress, one, c, auth)] for c in (1, 16)]
-        groups += [[(f"ingress, 1,000-row batch ({kind}), c=4", ingress, body, 4, auth),
-                    (f"predictor direct, 1,000-row batch ({kind}), c=4", direct, body, 4, None)]
-                   for kind, body in (("ndarray", batch), ("tensor", tensor))]
+        groups = [
+            [
+                (
+                    f"bare wrapper, trivial model, c={c}",
+                    f"http://127.0.0.1:{bare_port}/api/v1.0/predictions",
+                    trivial,
+                    c,
+                    None,
+                ),
+                (f"predictor direct, 1 row, c={c}", direct, one, c, None),
+                (f"ingress, 1 row, c={c}", ingress, one, c, auth),
+            ]
+            for c in (1, 16)
+        ]
+        groups += [
+            [
+                (f"ingress, 1,000-row batch ({kind}), c=4", ingress, body, 4, auth),
+                (f"predictor direct, 1,000-row batch ({kind}), c=4", direct, body, 4, None),
+            ]
+            for kind, body in (("ndarray", batch), ("tensor", tensor))
+        ]
         raw = _raw_transaction()
         raw_name = f"ingress, raw jsonData + online features ({target.feast_url.split(':')[0]}), c=1"
         _post(ingress, raw, auth)  # the first request of each worker is not what the target is about
@@ -188,7 +237,7 @@ def main():
         runs: dict[str, list] = {}
         for r in range(ROUNDS):
             for group in groups:
-                for spec in (group if r % 2 == 0 else group[::-1]):
+                for spec in group if r % 2 == 0 else group[::-1]:
                     runs.setdefault(spec[0], []).append(run(*spec))
         report(runs, raw_name, watch.written(), watch.answered)
     finally:
@@ -211,8 +260,16 @@ def online_store(work: Path) -> Path:
 
     import definitions
     from driftline.pipeline import run_data_plane
-    from resources import (DataQuality, FeastStore, FeatureEngine, Lake, MlflowRegistry, SeldonTarget,
-                           SyntheticEventSource, Warehouse)
+    from resources import (
+        DataQuality,
+        FeastStore,
+        FeatureEngine,
+        Lake,
+        MlflowRegistry,
+        SeldonTarget,
+        SyntheticEventSource,
+        Warehouse,
+    )
 
     print("no online store in data/feast: building a tiny one (two days of a small synthetic world)")
     logging.getLogger("dagster").setLevel(logging.WARNING)
@@ -220,13 +277,17 @@ def online_store(work: Path) -> Path:
     lake = Lake(root=str(plane / "lake"))
     resources = {
         "event_source": SyntheticEventSource(seed=21, n_users=250, n_merchants=60, events_per_day=500),
-        "lake": lake, "warehouse": Warehouse(path=str(plane / "warehouse.duckdb")),
-        "feature_engine": FeatureEngine(threads=2), "quality": DataQuality(),
+        "lake": lake,
+        "warehouse": Warehouse(path=str(plane / "warehouse.duckdb")),
+        "feature_engine": FeatureEngine(threads=2),
+        "quality": DataQuality(),
         "feast": FeastStore(lake=lake, repo_dir=str(plane / "feast")),
-        "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{plane}/mlflow.db",
-                                          artifact_root=str(plane / "mlartifacts")),
-        "seldon_target": SeldonTarget(serving_dir=str(plane / "serving"), lake=lake,
-                                      feast_repo=str(plane / "feast"), start_runtime=False),
+        "mlflow_registry": MlflowRegistry(
+            tracking_uri=f"sqlite:///{plane}/mlflow.db", artifact_root=str(plane / "mlartifacts")
+        ),
+        "seldon_target": SeldonTarget(
+            serving_dir=str(plane / "serving"), lake=lake, feast_repo=str(plane / "feast"), start_runtime=False
+        ),
     }
     days = [(dt.date(2026, 10, 4) + dt.timedelta(days=k)).isoformat() for k in range(2)]
     if not run_data_plane(list(definitions.defs.assets), resources, days).success:
@@ -243,8 +304,17 @@ def _post(url: str, body: dict, headers: dict):
 
 
 def _raw_transaction() -> dict:
-    return {"jsonData": {"user_id": 1, "merchant_id": 1, "amount": 42.0, "country": "FR", "category": "grocery",
-                         "channel": "pos", "event_ts": "2026-10-05T08:00:00"}}
+    return {
+        "jsonData": {
+            "user_id": 1,
+            "merchant_id": 1,
+            "amount": 42.0,
+            "country": "FR",
+            "category": "grocery",
+            "channel": "pos",
+            "event_ts": "2026-10-05T08:00:00",
+        }
+    }
 
 
 def _median(values):
@@ -252,17 +322,24 @@ def _median(values):
 
 
 def report(runs: dict, raw_name: str, written: int, answered: int):
-    print(f"\n{ROUNDS} rounds of {DURATION} per row; medians over the rounds. 'log +s': how long the prediction "
-          "log took after the run to write all its rows; 'logged rows/s': answered rows / (run + that)"
-          "\n\n| path | req/s | rows/s | p50 ms | p99 ms | non-2xx | log +s | logged rows/s |"
-          "\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"\n{ROUNDS} rounds of {DURATION} per row; medians over the rounds. 'log +s': how long the prediction "
+        "log took after the run to write all its rows; 'logged rows/s': answered rows / (run + that)"
+        "\n\n| path | req/s | rows/s | p50 ms | p99 ms | non-2xx | log +s | logged rows/s |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
     for name, rs in runs.items():
         m = {k: _median([r[k] for r in rs]) for k in ("rps", "p50", "p99")}
         rows = m["rps"] * (1000 if "1,000" in name else 1)
-        logged = "" if rs[0]["log_s"] is None else \
-            f"{_median([r['log_s'] for r in rs]):.1f} | {_median([r['logged_rows_per_s'] for r in rs]):,.0f}"
-        print(f"| {name} | {m['rps']:.0f} | {rows:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
-              f"{sum(r['errors'] for r in rs)} | {logged or ' | '} |")
+        logged = (
+            ""
+            if rs[0]["log_s"] is None
+            else f"{_median([r['log_s'] for r in rs]):.1f} | {_median([r['logged_rows_per_s'] for r in rs]):,.0f}"
+        )
+        print(
+            f"| {name} | {m['rps']:.0f} | {rows:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | "
+            f"{sum(r['errors'] for r in rs)} | {logged or ' | '} |"
+        )
 
     def per_round(f):
         return [f(i) for i in range(ROUNDS)]
@@ -274,23 +351,49 @@ def report(runs: dict, raw_name: str, written: int, answered: int):
     # >=: a request still in flight when wrk stops is answered and logged, but not counted by wrk
     logged_ok = written >= answered
     added = per_round(lambda i: runs["ingress, 1 row, c=1"][i]["p50"] - runs["predictor direct, 1 row, c=1"][i]["p50"])
-    checks.append((_median(added) <= 2.0, "ingress adds <= 2 ms at p50 (c=1)",
-                   f"+{_median(added):.2f} ms (rounds: {fmt(added, '+.2f')})"))
+    checks.append(
+        (
+            _median(added) <= 2.0,
+            "ingress adds <= 2 ms at p50 (c=1)",
+            f"+{_median(added):.2f} ms (rounds: {fmt(added, '+.2f')})",
+        )
+    )
     for c in (1, 16):
-        ratio = per_round(lambda i: runs[f"predictor direct, 1 row, c={c}"][i]["rps"]
-                          / runs[f"bare wrapper, trivial model, c={c}"][i]["rps"])
-        checks.append((_median(ratio) >= 0.8, f"component >= 80% of the bare wrapper's req/s (c={c})",
-                       f"{_median(ratio):.0%} (rounds: {fmt(ratio, '.0%')})"))
+        ratio = per_round(
+            lambda i: (
+                runs[f"predictor direct, 1 row, c={c}"][i]["rps"]
+                / runs[f"bare wrapper, trivial model, c={c}"][i]["rps"]
+            )
+        )
+        checks.append(
+            (
+                _median(ratio) >= 0.8,
+                f"component >= 80% of the bare wrapper's req/s (c={c})",
+                f"{_median(ratio):.0%} (rounds: {fmt(ratio, '.0%')})",
+            )
+        )
     for kind in ("ndarray", "tensor"):  # sustained: the log has written the rows too
         rows = [r["logged_rows_per_s"] for r in runs[f"ingress, 1,000-row batch ({kind}), c=4"]]
-        checks.append((_median(rows) >= 100_000, f"batches >= 100,000 rows/s (ingress, {kind}, logged)",
-                       f"{_median(rows):,.0f} rows/s (rounds: {fmt(rows, ',.0f')})"))
+        checks.append(
+            (
+                _median(rows) >= 100_000,
+                f"batches >= 100,000 rows/s (ingress, {kind}, logged)",
+                f"{_median(rows):,.0f} rows/s (rounds: {fmt(rows, ',.0f')})",
+            )
+        )
     p99 = [r["p99"] for r in runs[raw_name]]
-    checks.append((_median(p99) <= 15, "raw transaction p99 <= 15 ms (c=1)",
-                   f"{_median(p99):.2f} ms (rounds: {fmt(p99, '.2f')})"))
+    checks.append(
+        (_median(p99) <= 15, "raw transaction p99 <= 15 ms (c=1)", f"{_median(p99):.2f} ms (rounds: {fmt(p99, '.2f')})")
+    )
     errors = sum(r["errors"] for rs in runs.values() for r in rs)
     checks.append((errors == 0, "no non-2xx answers", str(errors)))
-    checks.append((logged_ok, "prediction log: every answered row written", f"{written:,} written, {answered:,} answered (wrk's count)"))
+    checks.append(
+        (
+            logged_ok,
+            "prediction log: every answered row written",
+            f"{written:,} written, {answered:,} answered (wrk's count)",
+        )
+    )
     print()
     for ok, name, figures in checks:
         print(f"{'PASS' if ok else 'MISS'}  {name}: {figures}")

@@ -47,8 +47,12 @@ def _build(root: Path, days: int, events_per_day: int):
     from resources import SyntheticEventSource, local_resources
 
     resources = local_resources(str(root))
-    resources["event_source"] = SyntheticEventSource(events_per_day=events_per_day, n_users=events_per_day,
-                                                     n_merchants=max(events_per_day // 6, 100), fraud_rate=0.005)
+    resources["event_source"] = SyntheticEventSource(
+        events_per_day=events_per_day,
+        n_users=events_per_day,
+        n_merchants=max(events_per_day // 6, 100),
+        fraud_rate=0.005,
+    )
     assets = list(definitions.defs.assets)
     marker = root / "params.json"
     params = {"days": days, "events_per_day": events_per_day}
@@ -56,8 +60,12 @@ def _build(root: Path, days: int, events_per_day: int):
         start = dt.date(2026, 10, 1)
         run_data_plane(assets, resources, [(start + dt.timedelta(days=k)).isoformat() for k in range(days)])
         selection = [a for a in assets if a.key.to_user_string() == "training_set"]
-        dg.materialize(assets, selection=selection, resources=resources, run_config={
-            "ops": {"training_set": {"config": {"window_days": days - 12, "maturity_days": 10}}}})
+        dg.materialize(
+            assets,
+            selection=selection,
+            resources=resources,
+            run_config={"ops": {"training_set": {"config": {"window_days": days - 12, "maturity_days": 10}}}},
+        )
         marker.write_text(json.dumps(params))
     return resources
 
@@ -68,11 +76,11 @@ def _eager_rows_per_s(module, cat, num, batch: int, calls: int) -> float:
     module.eval()
     with torch.inference_mode():
         for s in range(50):
-            module(torch.from_numpy(cat[s:s + batch]), torch.from_numpy(num[s:s + batch]))
+            module(torch.from_numpy(cat[s : s + batch]), torch.from_numpy(num[s : s + batch]))
         t = time.perf_counter()
         for k in range(calls):
             s = (k * batch) % (len(cat) - batch)
-            module(torch.from_numpy(cat[s:s + batch]), torch.from_numpy(num[s:s + batch]))
+            module(torch.from_numpy(cat[s : s + batch]), torch.from_numpy(num[s : s + batch]))
     return calls * batch / (time.perf_counter() - t)
 
 
@@ -116,15 +124,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         artifact = export_artifact(result.module.net, schema, Path(tmp) / "serving")
         np.savez(Path(tmp) / "rows.npz", cat=cat, num=num)
-        out = subprocess.run([str(SERVING_PYTHON), "-c", SERVING_TIMER, str(artifact / "model.pt"),
-                              str(Path(tmp) / "rows.npz")], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(SERVING_PYTHON), "-c", SERVING_TIMER, str(artifact / "model.pt"), str(Path(tmp) / "rows.npz")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         scripted = {int(k): v for k, v in json.loads(out.stdout).items()}
 
-    print(f"\n## bench-train ({n_train} training rows, {len(y)} test rows, CPU, "
-          f"{torch.get_num_threads()} scoring thread, {sys.platform})\n")
+    print(
+        f"\n## bench-train ({n_train} training rows, {len(y)} test rows, CPU, "
+        f"{torch.get_num_threads()} scoring thread, {sys.platform})\n"
+    )
     print("| measure | figure |\n|---|---|")
-    print(f"| training samples/s per epoch (CPU, {result.precision}) | "
-          + ", ".join(f"{x:,.0f}" for x in per_epoch) + f" (median {np.median(per_epoch):,.0f}) |")
+    print(
+        f"| training samples/s per epoch (CPU, {result.precision}) | "
+        + ", ".join(f"{x:,.0f}" for x in per_epoch)
+        + f" (median {np.median(per_epoch):,.0f}) |"
+    )
     print(f"| epochs (early stopping on val PR-AUC) | {result.epochs} |")
     print("\n| scoring rows/s | eager Lightning (.venv) | TorchScript artifact (.venv-serving) | ratio |")
     print("|---|---|---|---|")
@@ -136,7 +153,9 @@ def main() -> None:
     print(f"| fraud_model PR-AUC | {test['pr_auc']:.4f} ({test['pr_auc'] / test['prevalence']:.0f}x prevalence) |")
     print(f"| fraud_model ROC-AUC | {test['roc_auc']:.4f} |")
     print(f"| recall at 1% FPR | {test['recall_at_fpr_0.01']:.3f} |")
-    print(f"| GPU | {'present: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none on this machine'} |")
+    print(
+        f"| GPU | {'present: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none on this machine'} |"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,14 @@ def _by_event_id(t: pa.Table) -> pa.Table:
     return t.take(pc.sort_indices(t, [("event_id", "ascending")]))
 
 
-def compare_features(expected, actual, names=("expected", "actual"), max_rows: int = 5,
-                     columns: list[str] | None = None, check_order: bool = True) -> list[str]:
+def compare_features(
+    expected,
+    actual,
+    names=("expected", "actual"),
+    max_rows: int = 5,
+    columns: list[str] | None = None,
+    check_order: bool = True,
+) -> list[str]:
     """Difference lines between two feature tables (empty list: they agree). Only
     `columns` (default: all of the spec) are compared; `check_order` also requires the
     spec's column order."""
@@ -77,7 +83,10 @@ def compare_features(expected, actual, names=("expected", "actual"), max_rows: i
             b = t
     a_ids, b_ids = a.column("event_id").cast(pa.string()), b.column("event_id").cast(pa.string())
     if not a_ids.equals(b_ids):
-        in_b, in_a = pc.is_in(a_ids, value_set=b_ids.combine_chunks()), pc.is_in(b_ids, value_set=a_ids.combine_chunks())
+        in_b, in_a = (
+            pc.is_in(a_ids, value_set=b_ids.combine_chunks()),
+            pc.is_in(b_ids, value_set=a_ids.combine_chunks()),
+        )
         only_a, only_b = a_ids.filter(pc.invert(in_b)), b_ids.filter(pc.invert(in_a))
         if len(only_a):
             problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {only_a.slice(0, max_rows).to_pylist()}")
@@ -110,7 +119,8 @@ def compare_features(expected, actual, names=("expected", "actual"), max_rows: i
         n_bad = int(bad.sum())
         if n_bad:
             rows = np.flatnonzero(bad)[:max_rows]
-            examples = "; ".join(f"{a_ids[i]}: {a_name}={x_col[int(i)].as_py()!r} {b_name}={y_col[int(i)].as_py()!r}"
-                                 for i in rows)
+            examples = "; ".join(
+                f"{a_ids[i]}: {a_name}={x_col[int(i)].as_py()!r} {b_name}={y_col[int(i)].as_py()!r}" for i in rows
+            )
             problems.append(f"{col}: {n_bad} of {len(a_ids)} rows differ, e.g. {examples}")
     return problems

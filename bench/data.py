@@ -51,8 +51,15 @@ def write_world(root: str, params: BenchParams) -> None:
     from resources.lake import Lake
     from resources.synthetic import SyntheticWorld, WorldConfig
 
-    world = SyntheticWorld(WorldConfig(seed=params.seed, n_users=params.n_users, n_merchants=params.n_merchants,
-                                       events_per_day=params.events_per_day, fraud_rate=params.fraud_rate))
+    world = SyntheticWorld(
+        WorldConfig(
+            seed=params.seed,
+            n_users=params.n_users,
+            n_merchants=params.n_merchants,
+            events_per_day=params.events_per_day,
+            fraud_rate=params.fraud_rate,
+        )
+    )
     lake = Lake(root=root)
     for date in params.dates:
         day = dt.date.fromisoformat(date)

@@ -31,8 +31,16 @@ def _latest_before(tx: pd.DataFrame, keys: list[str], cols: list[str], within: p
     left = tx[["event_ts", *keys]].reset_index().sort_values("event_ts", kind="stable")
     right = tx[["event_ts", *keys, *cols]].rename(columns={"event_ts": "prev_ts", **{c: f"prev_{c}" for c in cols}})
     right = right.sort_values("prev_ts", kind="stable")
-    prev = pd.merge_asof(left, right, left_on="event_ts", right_on="prev_ts", by=keys, direction="backward",
-                         allow_exact_matches=False, tolerance=within)
+    prev = pd.merge_asof(
+        left,
+        right,
+        left_on="event_ts",
+        right_on="prev_ts",
+        by=keys,
+        direction="backward",
+        allow_exact_matches=False,
+        tolerance=within,
+    )
     return prev.set_index("index").reindex(tx.index)
 
 
@@ -79,12 +87,16 @@ def _chargebacks(f: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
     the merchant window (label event_ts >= t - window): join on merchant, then filter."""
     cb = labels[["merchant_id", "event_ts", "label_ts"]].rename(columns={"event_ts": "cb_event_ts"})
     pairs = f[["merchant_id", "event_ts"]].reset_index().merge(cb, on="merchant_id")
-    known = pairs[(pairs["label_ts"] < pairs["event_ts"])
-                  & (pairs["cb_event_ts"] >= pairs["event_ts"] - pd.Timedelta(spec.MERCHANT.timedelta))]
+    known = pairs[
+        (pairs["label_ts"] < pairs["event_ts"])
+        & (pairs["cb_event_ts"] >= pairs["event_ts"] - pd.Timedelta(spec.MERCHANT.timedelta))
+    ]
     return known.groupby("index").size().reindex(f.index, fill_value=0)
 
 
-def compute_features_pandas_from_files(transaction_files: list[str], label_files: list[str], start, end) -> pd.DataFrame:
+def compute_features_pandas_from_files(
+    transaction_files: list[str], label_files: list[str], start, end
+) -> pd.DataFrame:
     """Read the lake's Parquet partitions with pandas, then compute."""
     transactions = pd.concat([pd.read_parquet(p) for p in transaction_files], ignore_index=True)
     labels = pd.concat([pd.read_parquet(p) for p in label_files], ignore_index=True)

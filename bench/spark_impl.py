@@ -31,16 +31,20 @@ def spark_session(threads: int = 2, driver_memory: str = "4g"):
     from resources.profiles import SPARK_DEFAULTS
 
     builder = SparkSession.builder.master(f"local[{threads}]").appName("driftline-bench")
-    for key, value in {**SPARK_DEFAULTS, "spark.sql.shuffle.partitions": str(4 * threads),
-                       "spark.driver.memory": driver_memory}.items():
+    for key, value in {
+        **SPARK_DEFAULTS,
+        "spark.sql.shuffle.partitions": str(4 * threads),
+        "spark.driver.memory": driver_memory,
+    }.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
 
-def compute_features_spark(tx_files: list[str], label_files: list[str], start: dt.datetime, end: dt.datetime,
-                           threads: int = 2) -> pa.Table:
+def compute_features_spark(
+    tx_files: list[str], label_files: list[str], start: dt.datetime, end: dt.datetime, threads: int = 2
+) -> pa.Table:
     """Start a local session, compute [start, end), collect to Arrow (as the asset does)."""
     global STARTUP_SECONDS
     from resources.engines.spark_features import compute_transaction_features_spark
@@ -61,11 +65,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    table = compute_features_spark(partition_files(a.lake, TX_TABLE), partition_files(a.lake, LABEL_TABLE),
-                                   a.start, a.end, a.threads)
+    table = compute_features_spark(
+        partition_files(a.lake, TX_TABLE), partition_files(a.lake, LABEL_TABLE), a.start, a.end, a.threads
+    )
     total = time.perf_counter() - t0
-    print(f"spark local[{a.threads}]: {table.num_rows:,} rows in {total:.2f} s "
-          f"(session start {STARTUP_SECONDS:.2f} s)")
+    print(f"spark local[{a.threads}]: {table.num_rows:,} rows in {total:.2f} s (session start {STARTUP_SECONDS:.2f} s)")
     return 0
 
 

@@ -23,17 +23,24 @@ def _tag(container: dict, pod_spec: dict | None = None) -> dict:
 
 
 # transaction_features (Spark local[*] in the step pod: CPUs here are Spark's cores).
-FEATURES = _tag({"resources": {"requests": {"cpu": "4", "memory": "16Gi"},
-                               "limits": {"cpu": "4", "memory": "16Gi"}},
-                 "env": [{"name": "DRIFTLINE_SPARK_MASTER", "value": "local[4]"}]})
+FEATURES = _tag(
+    {
+        "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}},
+        "env": [{"name": "DRIFTLINE_SPARK_MASTER", "value": "local[4]"}],
+    }
+)
 
 # raw_transactions, raw_labels, user_state, merchant_state, training_set: DuckDB/Arrow steps.
 DATA_STEP = _tag({"resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}})
 
 # fraud_model: Lightning on one GPU, on the GPU node pool only.
 TRAINING_GPU = _tag(
-    {"resources": {"requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},
-                   "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"}}},
+    {
+        "resources": {
+            "requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},
+            "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
+        }
+    },
     {"node_selector": GPU_NODE_SELECTOR, "tolerations": GPU_TOLERATIONS},
 )
 
@@ -42,11 +49,16 @@ LIGHT_STEP = _tag({"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "
 
 # Which asset gets which tag (the lead wires these as op_tags; tests check the names exist).
 ASSET_OP_TAGS = {
-    "raw_transactions": DATA_STEP, "raw_labels": DATA_STEP,
+    "raw_transactions": DATA_STEP,
+    "raw_labels": DATA_STEP,
     "transaction_features": FEATURES,
-    "user_state": DATA_STEP, "merchant_state": DATA_STEP,
-    "feast_registry": LIGHT_STEP, "online_features": LIGHT_STEP,
-    "training_set": DATA_STEP, "fraud_model": TRAINING_GPU, "model_evaluation": LIGHT_STEP,
+    "user_state": DATA_STEP,
+    "merchant_state": DATA_STEP,
+    "feast_registry": LIGHT_STEP,
+    "online_features": LIGHT_STEP,
+    "training_set": DATA_STEP,
+    "fraud_model": TRAINING_GPU,
+    "model_evaluation": LIGHT_STEP,
 }
 
 # `k8s_job_executor.configured(K8S_EXECUTOR_CONFIG)` for the k8s profile's jobs. The image,
@@ -71,8 +83,10 @@ K8S_RUN_LAUNCHER_CONFIG = {
     "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}, "driftline-env"],
     "env_secrets": ["driftline-secrets"],
     "volume_mounts": [{"name": "lake", "mountPath": "/lake"}, {"name": "data", "mountPath": "/data"}],
-    "volumes": [{"name": "lake", "persistentVolumeClaim": {"claimName": "driftline-lake"}},
-                {"name": "data", "persistentVolumeClaim": {"claimName": "driftline-data"}}],
+    "volumes": [
+        {"name": "lake", "persistentVolumeClaim": {"claimName": "driftline-lake"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "driftline-data"}},
+    ],
     "run_k8s_config": {
         "container_config": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
     },

@@ -45,9 +45,16 @@ class Pairing:
                 return
             request = self.pending.pop(rid, None)
         if kind.endswith(".response") and request is not None:
-            self.log.record(rid, headers.get("Ce-Requester", ""), headers.get("Ce-Inferenceservicename", ""),
-                            headers.get("Ce-Endpoint", ""), headers.get("Ce-Modelid", ""), request[0],
-                            scores(body), time.time() - request[1])
+            self.log.record(
+                rid,
+                headers.get("Ce-Requester", ""),
+                headers.get("Ce-Inferenceservicename", ""),
+                headers.get("Ce-Endpoint", ""),
+                headers.get("Ce-Modelid", ""),
+                request[0],
+                scores(body),
+                time.time() - request[1],
+            )
 
 
 class Handler(BaseHTTPRequestHandler):

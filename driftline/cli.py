@@ -39,8 +39,10 @@ def _secret() -> str | None:
 
 
 def _no_secret_message() -> str:
-    return (f"no ingress secret: set DRIFTLINE_INGRESS_JWT_SECRET, or run `driftline dev` / `driftline demo`, "
-            f"which create {data_dir() / 'jwt.secret'}")
+    return (
+        f"no ingress secret: set DRIFTLINE_INGRESS_JWT_SECRET, or run `driftline dev` / `driftline demo`, "
+        f"which create {data_dir() / 'jwt.secret'}"
+    )
 
 
 def mint(scopes: list[str] | None, subject: str, ttl_s: int) -> str | None:
@@ -71,28 +73,47 @@ def current_deployment(manifest_path: Path | None = None) -> dict:
 
     target = SeldonTarget(serving_dir=str(data_dir() / "serving"), ingress_url=settings.load().ingress_url)
     path = Path(manifest_path) if manifest_path else target.manifest_path
-    out = {"ingress_url": target.ingress_url, "namespace": target.namespace, "deployment": target.deployment_name,
-           "manifest": str(path), "predictors": None}
+    out = {
+        "ingress_url": target.ingress_url,
+        "namespace": target.namespace,
+        "deployment": target.deployment_name,
+        "manifest": str(path),
+        "predictors": None,
+    }
     if path.exists():
         manifest = mf.load(path)
         meta = manifest.get("metadata", {})
-        out |= {"namespace": meta.get("namespace", out["namespace"]), "deployment": meta.get("name", out["deployment"]),
-                "predictors": mf.summary(manifest)}
+        out |= {
+            "namespace": meta.get("namespace", out["namespace"]),
+            "deployment": meta.get("name", out["deployment"]),
+            "predictors": mf.summary(manifest),
+        }
     return out
 
 
 def _describe(predictors: dict | None) -> str:
     if predictors is None:
         return "no manifest applied yet: materialize seldon_deployment (or run `driftline demo`)"
-    return ", ".join(f"{name} v{p['version']} {'shadow' if p['shadow'] else str(p['traffic']) + ' %'}"
-                     for name, p in predictors.items())
+    return ", ".join(
+        f"{name} v{p['version']} {'shadow' if p['shadow'] else str(p['traffic']) + ' %'}"
+        for name, p in predictors.items()
+    )
 
 
 def example_request() -> dict:
     """A raw transaction as a card terminal sends it (`jsonData`); the predictor adds the features."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
-    return {"jsonData": {"user_id": 41, "merchant_id": 6, "amount": 12.5, "country": "FR", "category": "grocery",
-                         "channel": "pos", "event_ts": now.isoformat()}}
+    return {
+        "jsonData": {
+            "user_id": 41,
+            "merchant_id": 6,
+            "amount": 12.5,
+            "country": "FR",
+            "category": "grocery",
+            "channel": "pos",
+            "event_ts": now.isoformat(),
+        }
+    }
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:
@@ -112,44 +133,70 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         print(f"token:       scope {scopes!r}, valid {args.ttl_s} s (a new one: driftline token --scope ...)")
         bearer = token
     print()
-    print(f"curl -s {shlex.quote(url)} \\\n  -H \"Authorization: Bearer {bearer}\" \\\n"
-          f"  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(example_request()))}")
+    print(
+        f'curl -s {shlex.quote(url)} \\\n  -H "Authorization: Bearer {bearer}" \\\n'
+        f"  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(example_request()))}"
+    )
     return 0
 
 
 def _add_token_options(parser: argparse.ArgumentParser, subject: str) -> None:
-    parser.add_argument("--scope", action="append", metavar="SCOPE",
-                        help=f"a scope the token carries; repeat for several (default: predict). Known: {KNOWN_SCOPES}")
+    parser.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help=f"a scope the token carries; repeat for several (default: predict). Known: {KNOWN_SCOPES}",
+    )
     parser.add_argument("--subject", default=subject, help="the token's `sub` claim (default: %(default)s)")
-    parser.add_argument("--ttl-s", type=int, default=DEFAULT_TTL_S,
-                        help="seconds until the token expires (default: %(default)s)")
+    parser.add_argument(
+        "--ttl-s", type=int, default=DEFAULT_TTL_S, help="seconds until the token expires (default: %(default)s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="driftline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    token = commands.add_parser("token", help="print a JWT for the ingress (TOKEN=$(driftline token))",
-                                description="Print an HS256 JWT signed with the ingress's secret.")
+    token = commands.add_parser(
+        "token",
+        help="print a JWT for the ingress (TOKEN=$(driftline token))",
+        description="Print an HS256 JWT signed with the ingress's secret.",
+    )
     _add_token_options(token, subject="cli")
     token.set_defaults(func=cmd_token)
 
-    endpoint = commands.add_parser("endpoint", help="print the ingress URL and a ready-to-paste curl example",
-                                   description="Print the prediction URL of the current deployment (from the last "
-                                               "applied SeldonDeployment manifest) and a curl example with a token.")
+    endpoint = commands.add_parser(
+        "endpoint",
+        help="print the ingress URL and a ready-to-paste curl example",
+        description="Print the prediction URL of the current deployment (from the last "
+        "applied SeldonDeployment manifest) and a curl example with a token.",
+    )
     _add_token_options(endpoint, subject="cli")
-    endpoint.add_argument("--manifest", type=Path, default=None,
-                          help="a SeldonDeployment manifest (default: <data dir>/serving/seldondeployment.yaml)")
+    endpoint.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="a SeldonDeployment manifest (default: <data dir>/serving/seldondeployment.yaml)",
+    )
     endpoint.set_defaults(func=cmd_endpoint)
 
-    demo_cmd = commands.add_parser("demo", help="run the closed loop end to end (make demo)",
-                                   description=demo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo_cmd = commands.add_parser(
+        "demo",
+        help="run the closed loop end to end (make demo)",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_arguments(demo_cmd)
     demo_cmd.set_defaults(func=demo.run)
 
-    dev_cmd = commands.add_parser("dev", help="the Dagster UI and daemon plus the serving stack (make dev)",
-                                  description=dev.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dev_cmd = commands.add_parser(
+        "dev",
+        help="the Dagster UI and daemon plus the serving stack (make dev)",
+        description=dev.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     dev.add_arguments(dev_cmd)
     dev_cmd.set_defaults(func=dev.run)
     return parser

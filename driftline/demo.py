@@ -20,13 +20,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {
-    "full": dict(events_per_day=4000, n_users=5000, n_merchants=800, fraud_rate=0.006, days=35, normal_rows=1000,
-                 drift_rows=2000, wait_s=420),
-    "ci": dict(events_per_day=4000, n_users=5000, n_merchants=800, fraud_rate=0.006, days=35, normal_rows=700,
-               drift_rows=1400, wait_s=360),
+    "full": dict(
+        events_per_day=4000,
+        n_users=5000,
+        n_merchants=800,
+        fraud_rate=0.006,
+        days=35,
+        normal_rows=1000,
+        drift_rows=2000,
+        wait_s=420,
+    ),
+    "ci": dict(
+        events_per_day=4000,
+        n_users=5000,
+        n_merchants=800,
+        fraud_rate=0.006,
+        days=35,
+        normal_rows=700,
+        drift_rows=1400,
+        wait_s=360,
+    ),
 }
-CLEAN = ["lake", "feast", "mlflow.db", "mlartifacts", "serving", "warehouse.duckdb", "reports", "dagster_home/storage",
-         "dagster_home/history", "dagster_home/schedules", "dagster_home/logs"]
+CLEAN = [
+    "lake",
+    "feast",
+    "mlflow.db",
+    "mlartifacts",
+    "serving",
+    "warehouse.duckdb",
+    "reports",
+    "dagster_home/storage",
+    "dagster_home/history",
+    "dagster_home/schedules",
+    "dagster_home/logs",
+]
 SCENARIOS = ["covariate", "concept"]
 
 
@@ -48,16 +75,20 @@ def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> d
     from driftline.jwt_secret import file_secret
 
     env = {
-        "DRIFTLINE_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster_home"),
+        "DRIFTLINE_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(data_dir / "dagster_home"),
         "DRIFTLINE_INGRESS_JWT_SECRET": file_secret(data_dir),
-        "DRIFTLINE_SENSOR_INTERVAL_S": "5", "DRIFTLINE_DRIFT_MIN_WINDOWS": "1",
-        "DRIFTLINE_DRIFT_SCENARIO": scenario, "DRIFTLINE_DRIFT_START": today.isoformat(),
+        "DRIFTLINE_SENSOR_INTERVAL_S": "5",
+        "DRIFTLINE_DRIFT_MIN_WINDOWS": "1",
+        "DRIFTLINE_DRIFT_SCENARIO": scenario,
+        "DRIFTLINE_DRIFT_START": today.isoformat(),
         "DRIFTLINE_DRIFT_RAMP_DAYS": "1",
         # The demo lands the days itself (weeks in minutes, today's snapshot kept offline until the
         # day is over); automation_sensor would load it early. `make dev` runs with it on.
         "DRIFTLINE_AUTOMATION": "off",
         "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(profile["events_per_day"]),
-        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]), "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]),
+        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]),
+        "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]),
         "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
         "DRIFTLINE_START_DATE": (today - dt.timedelta(days=profile["days"])).isoformat(),
     }
@@ -84,11 +115,19 @@ def clean(data_dir: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from driftline import settings
 
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=settings.get("DRIFTLINE_DEMO_PROFILE"),
-                        help="size of the run: full (make demo) or ci (the UI test) (default: %(default)s, "
-                             "from DRIFTLINE_DEMO_PROFILE)")
-    parser.add_argument("--scenario", choices=SCENARIOS, default="covariate",
-                        help="how the world drifts on the last day (default: %(default)s)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=settings.get("DRIFTLINE_DEMO_PROFILE"),
+        help="size of the run: full (make demo) or ci (the UI test) (default: %(default)s, "
+        "from DRIFTLINE_DEMO_PROFILE)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="covariate",
+        help="how the world drifts on the last day (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

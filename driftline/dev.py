@@ -33,8 +33,10 @@ def start_serving(target) -> bool:
     except TimeoutError as err:
         print(f"serving: runtime {pid} started but not ready: {err}")
         return not already
-    print(f"serving: ingress {predictions_url(target.ingress_url, target.namespace, target.deployment_name)}, "
-          f"predictors {endpoints} (runtime pid {pid})")
+    print(
+        f"serving: ingress {predictions_url(target.ingress_url, target.namespace, target.deployment_name)}, "
+        f"predictors {endpoints} (runtime pid {pid})"
+    )
     return not already  # stop on exit only what this command started
 
 
@@ -54,8 +56,19 @@ def run(args: argparse.Namespace) -> int:
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = ingress_secret(settings.load().data_dir, create=True)
     target = resources_for_env()["seldon_target"]
     started = start_serving(target)
-    dagster = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-                                "-h", args.host, "-p", str(args.port)], cwd=ROOT)
+    dagster = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            args.host,
+            "-p",
+            str(args.port),
+        ],
+        cwd=ROOT,
+    )
     # `dagster dev` runs the webserver and the daemon; forward a stop request to it.
     signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGINT))
     try:

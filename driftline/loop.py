@@ -65,55 +65,79 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
         log("   raw events validated, features, daily snapshots, Feast online store loaded")
         result = run_training(assets, resources, instance=instance, tags=tags)
         model, evaluation = _meta(result, "fraud_model"), _meta(result, "model_evaluation")
-        log(f"2. fraud_model v{model.get('model_version')}: test PR-AUC {model.get('test_pr_auc', 0):.3f} "
+        log(
+            f"2. fraud_model v{model.get('model_version')}: test PR-AUC {model.get('test_pr_auc', 0):.3f} "
             f"(prevalence {model.get('test_prevalence', 0):.4f}); evaluation: {evaluation.get('decision')}: "
-            f"{evaluation.get('reason')}")
+            f"{evaluation.get('reason')}"
+        )
         if registry.version_for_alias("champion") is None:
             log("   no champion passed the evaluation gate: stopping here")
             return 1
-        dg.materialize(assets, selection=_pick(assets, "seldon_deployment"), resources=resources, instance=instance,
-                       tags=tags)
-        log(f"3. serving stack up at {target.ingress_url}: champion v{registry.version_for_alias('champion').version} "
-            f"(predictors seldon-core-microservice, ingress with JWT, prediction log)")
+        dg.materialize(
+            assets, selection=_pick(assets, "seldon_deployment"), resources=resources, instance=instance, tags=tags
+        )
+        log(
+            f"3. serving stack up at {target.ingress_url}: champion v{registry.version_for_alias('champion').version} "
+            f"(predictors seldon-core-microservice, ingress with JWT, prediction log)"
+        )
 
         daemon_log = open(data_dir / "dagster_home" / "daemon.log", "w")
-        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                                  cwd=ROOT, env={**os.environ, **env}, stdout=daemon_log,
-                                  stderr=subprocess.STDOUT)
-        log(f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
-            f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s")
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=daemon_log,
+            stderr=subprocess.STDOUT,
+        )
+        log(
+            f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
+            f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s"
+        )
 
-        token = mint_token(env["DRIFTLINE_INGRESS_JWT_SECRET"], scopes="predict", subject="demo-client",
-                           ttl_s=DEMO_TOKEN_TTL_S)
+        token = mint_token(
+            env["DRIFTLINE_INGRESS_JWT_SECRET"], scopes="predict", subject="demo-client", ttl_s=DEMO_TOKEN_TTL_S
+        )
         traffic = Traffic(target.ingress_url, token)
         # Today's traffic as it would have been without drift. The online store holds the snapshot as of
         # the end of yesterday, as in production: requests come after it.
         normal = source.model_copy(update={"drift_scenario": "none"}).read("transactions", today)
         status = traffic.send(transaction_payloads(normal, profile["normal_rows"]))
         report = _drift_report(assets, resources, instance, today, tags)
-        log(f"5. normal traffic ({sum(status.values())} requests, status {status}); drift_report {today}: "
-            f"drifted={report.get('drifted')}, share {report.get('share_drifted')}")
+        log(
+            f"5. normal traffic ({sum(status.values())} requests, status {status}); drift_report {today}: "
+            f"drifted={report.get('drifted')}, share {report.get('share_drifted')}"
+        )
 
         started = time.time()
         # Today's raw events and features land (the retraining reads them); today's snapshot is not
         # loaded online until the day is over.
-        dg.materialize(assets, selection=_pick(assets, "raw_transactions", "raw_labels", "transaction_features"),
-                       partition_key=today.isoformat(), resources=resources, instance=instance, tags=tags)
+        dg.materialize(
+            assets,
+            selection=_pick(assets, "raw_transactions", "raw_labels", "transaction_features"),
+            partition_key=today.isoformat(),
+            resources=resources,
+            instance=instance,
+            tags=tags,
+        )
         drifted = source.read("transactions", today)
         payloads = transaction_payloads(drifted, profile["drift_rows"])
         status = traffic.send(payloads)
         report = _drift_report(assets, resources, instance, today, tags)
-        log(f"6. the world drifts ({env['DRIFTLINE_DRIFT_SCENARIO']}): {sum(status.values())} requests of today's "
+        log(
+            f"6. the world drifts ({env['DRIFTLINE_DRIFT_SCENARIO']}): {sum(status.values())} requests of today's "
             f"transactions; drift_report {today}: drifted={report.get('drifted')}, share {report.get('share_drifted')}, "
-            f"features {report.get('drifted_features')}")
+            f"features {report.get('drifted_features')}"
+        )
         traffic.start_loop(payloads)
 
         run = _wait(lambda: _retrain_run(instance, started), profile["wait_s"] / 2)
         if not run:
             log("   drift_sensor requested no retraining in time (see the daemon log)")
             return 1
-        log(f"7. drift_sensor requested retrain_job (run {run.run_id[:8]}, key {run.tags.get('dagster/run_key')}, "
-            f"reason: {run.tags.get('driftline/reason')})")
+        log(
+            f"7. drift_sensor requested retrain_job (run {run.run_id[:8]}, key {run.tags.get('dagster/run_key')}, "
+            f"reason: {run.tags.get('driftline/reason')})"
+        )
         done = _wait(lambda: _finished(instance, run.run_id), profile["wait_s"])
         log(f"   retrain_job {done.status.value if done else 'still running'}")
         for e in _latest(instance, "model_evaluation", started):
@@ -123,12 +147,13 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             log(f"   seldon_deployment: {e['summary']}", at=e["ts"])
         canary = [e for e in deployed if "canary" in e.get("summary", "")]
         if canary:
-            log(f"   drift-to-canary time: {canary[0]['ts'] - started:.1f} s (drifted partition landed -> "
-                f"challenger takes canary traffic)")
+            log(
+                f"   drift-to-canary time: {canary[0]['ts'] - started:.1f} s (drifted partition landed -> "
+                f"challenger takes canary traffic)"
+            )
             outcome = _wait(lambda: _rollout_outcome(instance, started), profile["wait_s"])
-            for e in _latest(instance, "seldon_deployment", started)[len(deployed):]:
-                log(f"8. canary_sensor: {e.get('summary')} ({e.get('reason')}; figures {e.get('figures')})",
-                    at=e["ts"])
+            for e in _latest(instance, "seldon_deployment", started)[len(deployed) :]:
+                log(f"8. canary_sensor: {e.get('summary')} ({e.get('reason')}; figures {e.get('figures')})", at=e["ts"])
             log(f"   outcome: {outcome or 'undecided within the wait'}; registry aliases {registry.aliases()}")
         else:
             log(f"   no canary: the challenger did not pass evaluation; registry aliases {registry.aliases()}")
@@ -153,8 +178,14 @@ def _drift_report(assets, resources, instance, today, tags) -> dict:
     import dagster as dg
 
     time.sleep(2.5)  # the ingress writes the prediction log in batches every second
-    result = dg.materialize(assets, selection=_pick(assets, "drift_report"), partition_key=today.isoformat(),
-                            resources=resources, instance=instance, tags=tags)
+    result = dg.materialize(
+        assets,
+        selection=_pick(assets, "drift_report"),
+        partition_key=today.isoformat(),
+        resources=resources,
+        instance=instance,
+        tags=tags,
+    )
     return _meta(result, "drift_report")
 
 
@@ -181,14 +212,18 @@ def _where_to_look(log, data_dir: Path, resources, today) -> None:
     log("Where to look:")
     log("   Dagster UI: make dev, then http://127.0.0.1:3000 (Lineage; Automation for the sensors' ticks)")
     log("   ingress:    driftline endpoint (its URL and a curl example with a token; make dev serves it)")
-    log(f"   MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{data_dir}/mlflow.db "
-        f"(registered model driftline-fraud, aliases)")
+    log(
+        f"   MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{data_dir}/mlflow.db "
+        f"(registered model driftline-fraud, aliases)"
+    )
     reports = sorted((data_dir / "reports").rglob("*.html")) if (data_dir / "reports").exists() else []
     log(f"   drift report: {reports[-1] if reports else 'data/reports/'}")
     log(f"   warehouse:  .venv/bin/duckdb -readonly {resources['warehouse'].path}")
-    for sql in ("select predictor, model_version, count(*) n, round(avg(score), 4) avg_score from prediction_log "
-                "group by all order by all",
-                "select date, count(*) n, round(avg(amount), 2) avg_amount from raw_transactions group by 1 "
-                "order by 1 desc limit 3",
-                "select * from drift_report order by 1 desc limit 5"):
+    for sql in (
+        "select predictor, model_version, count(*) n, round(avg(score), 4) avg_score from prediction_log "
+        "group by all order by all",
+        "select date, count(*) n, round(avg(amount), 2) avg_amount from raw_transactions group by 1 "
+        "order by 1 desc limit 3",
+        "select * from drift_report order by 1 desc limit 5",
+    ):
         log(f"     {sql}")

@@ -40,12 +40,18 @@ class Setting:
 _SETTINGS = (
     # ---------------------------------------------------------------- profile and data
     Setting("DRIFTLINE_ENV", "local", "resource set: `local` (embedded, file-based) or `k8s` (resources/profiles.py)"),
-    Setting("DRIFTLINE_DATA_DIR", None, "where generated state lives: warehouse, Feast repo, MLflow, serving "
-            "(unset: `data`, or `/data` under k8s)"),
+    Setting(
+        "DRIFTLINE_DATA_DIR",
+        None,
+        "where generated state lives: warehouse, Feast repo, MLflow, serving (unset: `data`, or `/data` under k8s)",
+    ),
     Setting("DRIFTLINE_START_DATE", "2026-10-01", "first daily partition (YYYY-MM-DD)"),
     # ---------------------------------------------------------------- events
-    Setting("DRIFTLINE_EVENT_SOURCE", "synthetic", "`synthetic` (the generated world) or `landing` (files under "
-            "DRIFTLINE_LANDING_DIR)"),
+    Setting(
+        "DRIFTLINE_EVENT_SOURCE",
+        "synthetic",
+        "`synthetic` (the generated world) or `landing` (files under DRIFTLINE_LANDING_DIR)",
+    ),
     Setting("DRIFTLINE_LANDING_DIR", "data/landing", "landing folder of the `landing` event source"),
     # The synthetic world: unset keeps WorldConfig's default (resources/synthetic/config.py).
     Setting("DRIFTLINE_SYNTH_SEED", None, "synthetic world: random seed"),
@@ -63,32 +69,53 @@ _SETTINGS = (
     Setting("DRIFTLINE_LABEL_MATURITY_DAYS", "14", "model_performance judges predictions made this many days ago"),
     Setting("DRIFTLINE_PERFORMANCE_WINDOW_DAYS", "7", "days of predictions model_performance judges together"),
     # ---------------------------------------------------------------- serving
-    Setting("DRIFTLINE_INGRESS_URL", None, "the ingress the canary controller reads (unset: http://127.0.0.1:8080, "
-            "or the Istio gateway under k8s)"),
-    Setting("DRIFTLINE_INGRESS_JWT_SECRET", None, "HS256 secret: the ingress verifies tokens with it, the canary "
-            "controller mints admin tokens", secret=True),
-    Setting("DRIFTLINE_INGRESS_JWT_PUBLIC_KEY", None, "RS256 public key (PEM) the ingress verifies tokens with",
-            secret=True),
-    Setting("DRIFTLINE_INGRESS_ADMIN_TOKEN", None, "pre-issued admin token for the canary controller (RS256 setups)",
-            secret=True),
-    Setting("DRIFTLINE_SERVING_PYTHON", None, "python of the serving venv that runs the local runtime "
-            "(unset: .venv-serving/bin/python)"),
+    Setting(
+        "DRIFTLINE_INGRESS_URL",
+        None,
+        "the ingress the canary controller reads (unset: http://127.0.0.1:8080, or the Istio gateway under k8s)",
+    ),
+    Setting(
+        "DRIFTLINE_INGRESS_JWT_SECRET",
+        None,
+        "HS256 secret: the ingress verifies tokens with it, the canary controller mints admin tokens",
+        secret=True,
+    ),
+    Setting(
+        "DRIFTLINE_INGRESS_JWT_PUBLIC_KEY", None, "RS256 public key (PEM) the ingress verifies tokens with", secret=True
+    ),
+    Setting(
+        "DRIFTLINE_INGRESS_ADMIN_TOKEN",
+        None,
+        "pre-issued admin token for the canary controller (RS256 setups)",
+        secret=True,
+    ),
+    Setting(
+        "DRIFTLINE_SERVING_PYTHON",
+        None,
+        "python of the serving venv that runs the local runtime (unset: .venv-serving/bin/python)",
+    ),
     Setting("DRIFTLINE_FEAST_BIN", None, "`feast` the local runtime serves features with (unset: .venv/bin/feast)"),
     Setting("DRIFTLINE_SELDON_NAMESPACE", "driftline", "k8s: namespace of the SeldonDeployment"),
     Setting("DRIFTLINE_SELDON_DEPLOYMENT", "fraud", "k8s: name of the SeldonDeployment"),
     Setting("DRIFTLINE_SELDON_IMAGE", "registry.example.com/driftline/serving:0.1.0", "k8s: the predictors' image"),
-    Setting("DRIFTLINE_FEAST_SERVER_URL", "http://feast-feature-server.driftline:6566", "k8s: the Feast feature server the "
-            "predictors call"),
+    Setting(
+        "DRIFTLINE_FEAST_SERVER_URL",
+        "http://feast-feature-server.driftline:6566",
+        "k8s: the Feast feature server the predictors call",
+    ),
     # ---------------------------------------------------------------- k8s backends
     Setting("DRIFTLINE_LAKE_URL", "file:///lake", "k8s: lake root, s3://bucket/prefix or a path / file:// URL"),
     Setting("DRIFTLINE_S3_ENDPOINT_URL", None, "k8s: S3-compatible store's endpoint (unset: AWS S3)"),
     Setting("DRIFTLINE_S3_REGION", None, "k8s: bucket region (unset: AWS_REGION / AWS_DEFAULT_REGION)"),
-    Setting("DRIFTLINE_MLFLOW_TRACKING_URI", "postgresql+psycopg2://mlflow@postgresql:5432/mlflow",
-            "k8s: MLflow tracking and registry store", secret=True),
+    Setting(
+        "DRIFTLINE_MLFLOW_TRACKING_URI",
+        "postgresql+psycopg2://mlflow@postgresql:5432/mlflow",
+        "k8s: MLflow tracking and registry store",
+        secret=True,
+    ),
     Setting("DRIFTLINE_MLFLOW_ARTIFACTS", None, "k8s: MLflow artifact root (unset: <data dir>/mlartifacts)"),
     Setting("DRIFTLINE_MLFLOW_UI", "http://mlflow:5000", "k8s: MLflow UI, for links in metadata"),
-    Setting("DRIFTLINE_REDIS", "redis-master:6379", "k8s: Feast online store, `host:port[,password=...]`",
-            secret=True),
+    Setting("DRIFTLINE_REDIS", "redis-master:6379", "k8s: Feast online store, `host:port[,password=...]`", secret=True),
     Setting("DRIFTLINE_FEAST_PROJECT", "driftline", "k8s: Feast project (also the Redis key suffix)"),
     Setting("DRIFTLINE_SPARK_MASTER", "local[*]", "k8s: Spark master for features"),
     # ---------------------------------------------------------------- demo and tests

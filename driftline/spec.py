@@ -110,31 +110,45 @@ def _in(window: Window) -> str:
 
 
 def _feature_table() -> tuple[Column, ...]:
-    request = [Column("event_id", "string", "the transaction"),
-               Column("event_ts", "timestamp", "when it happened (UTC)"),
-               Column("user_id", "int64", "who paid whom"), Column("merchant_id", "int64", "who paid whom"),
-               Column("amount", "double", "request-time: settlement amount in EUR"),
-               *(Column(n, "string", "request-time fields") for n in ("category", "country", "channel"))]
-    calendar = [Column(HOUR_OF_DAY, "int32", "0..23 of `event_ts`"),
-                Column(DAY_OF_WEEK, "int32", "ISO 1 (Mon) .. 7 (Sun)")]
+    request = [
+        Column("event_id", "string", "the transaction"),
+        Column("event_ts", "timestamp", "when it happened (UTC)"),
+        Column("user_id", "int64", "who paid whom"),
+        Column("merchant_id", "int64", "who paid whom"),
+        Column("amount", "double", "request-time: settlement amount in EUR"),
+        *(Column(n, "string", "request-time fields") for n in ("category", "country", "channel")),
+    ]
+    calendar = [
+        Column(HOUR_OF_DAY, "int32", "0..23 of `event_ts`"),
+        Column(DAY_OF_WEEK, "int32", "ISO 1 (Mon) .. 7 (Sun)"),
+    ]
     counts = [Column(user_txn_count(w), "int64", f"user's transactions in {_in(w)}") for w in USER_WINDOWS]
-    sums = [Column(user_amount_sum(w), "double", f"their amounts in {_in(w)} summed (0 when none)")
-            for w in USER_WINDOWS]
+    sums = [
+        Column(user_amount_sum(w), "double", f"their amounts in {_in(w)} summed (0 when none)") for w in USER_WINDOWS
+    ]
     previous = f"the user's latest earlier transaction within {LOOKBACK.suffix}"
     user = [
         Column(SECONDS_SINCE_PREV_TXN, "double", f"`t` minus {previous}; null when none"),
-        Column(AMOUNT_TO_USER_MEAN, "double",
-               f"`amount` / mean amount of the user's transactions in {_in(USER_MEAN)}; null when none"),
-        Column(USER_DISTINCT_MERCHANTS, "int64",
-               f"distinct merchants among the user's transactions in {_in(DISTINCT_MERCHANTS)}"),
-        Column(IS_NEW_MERCHANT, "int32",
-               f"1 when the user has no transaction at this merchant in {_in(NEW_MERCHANT)}"),
+        Column(
+            AMOUNT_TO_USER_MEAN,
+            "double",
+            f"`amount` / mean amount of the user's transactions in {_in(USER_MEAN)}; null when none",
+        ),
+        Column(
+            USER_DISTINCT_MERCHANTS,
+            "int64",
+            f"distinct merchants among the user's transactions in {_in(DISTINCT_MERCHANTS)}",
+        ),
+        Column(IS_NEW_MERCHANT, "int32", f"1 when the user has no transaction at this merchant in {_in(NEW_MERCHANT)}"),
         Column(COUNTRY_CHANGED, "int32", f"1 when {previous} was in another country; 0 otherwise or when none"),
     ]
     merchant = [
         Column(MERCHANT_TXN_COUNT, "int64", f"the merchant's transactions in {_in(MERCHANT)}"),
-        Column(MERCHANT_CB_COUNT, "int64", "chargebacks of this merchant with `label_ts < t` for transactions "
-                                           f"with `event_ts >= t-{MERCHANT.suffix}`"),
+        Column(
+            MERCHANT_CB_COUNT,
+            "int64",
+            f"chargebacks of this merchant with `label_ts < t` for transactions with `event_ts >= t-{MERCHANT.suffix}`",
+        ),
         Column(MERCHANT_CB_RATE, "double", f"`{MERCHANT_CB_COUNT} / max({MERCHANT_TXN_COUNT}, 1)`"),
     ]
     return (*request, *calendar, *counts, *sums, *user, *merchant)
@@ -173,8 +187,11 @@ USER_LAST_TXN_EPOCH_S, USER_LAST_COUNTRY = "user_last_txn_epoch_s", "user_last_c
 SECONDS_SINCE_LAST_TXN = "seconds_since_last_txn"
 
 USER_STATE_FEATURES: dict[str, str] = {  # name -> Feast type name
-    **{name: t for w in STATE_USER_WINDOWS for name, t in ((user_txn_count(w), "Int64"),
-                                                          (user_amount_sum(w), "Float64"))},
+    **{
+        name: t
+        for w in STATE_USER_WINDOWS
+        for name, t in ((user_txn_count(w), "Int64"), (user_amount_sum(w), "Float64"))
+    },
     USER_MEAN_AMOUNT: "Float64",
     USER_STATE_DISTINCT_MERCHANTS: "Int64",
     USER_LAST_TXN_EPOCH_S: "Float64",
@@ -206,8 +223,10 @@ SERVED_FEATURES: list[str] = [*USER_STATE_FEATURES, *MERCHANT_STATE_FEATURES, *O
 
 def _check() -> None:
     """History must cover every window, or the engines' first rows would see too little."""
-    longest = max((*USER_WINDOWS, DISTINCT_MERCHANTS, NEW_MERCHANT, USER_MEAN, MERCHANT, STATE_DISTINCT_MERCHANTS),
-                  key=lambda w: w.seconds)
+    longest = max(
+        (*USER_WINDOWS, DISTINCT_MERCHANTS, NEW_MERCHANT, USER_MEAN, MERCHANT, STATE_DISTINCT_MERCHANTS),
+        key=lambda w: w.seconds,
+    )
     if longest.seconds > LOOKBACK.seconds:
         raise ValueError(f"window {longest.suffix} is longer than the lookback {LOOKBACK.suffix}")
     if len(set(COLUMNS)) != len(COLUMNS):

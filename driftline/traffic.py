@@ -18,16 +18,28 @@ def predictions_url(ingress_url: str, namespace: str = "default", deployment: st
 def transaction_payloads(frame, limit: int, seed: int = 0) -> list[dict]:
     """`limit` of the frame's transactions (sampled, in time order) as raw `jsonData` request bodies."""
     rows = frame.sample(n=min(limit, len(frame)), random_state=seed).sort_values("event_ts")
-    return [{"jsonData": {"user_id": int(r.user_id), "merchant_id": int(r.merchant_id), "amount": float(r.amount),
-                          "country": r.country, "category": r.category, "channel": r.channel,
-                          "event_ts": r.event_ts.isoformat()}} for r in rows.itertuples()]
+    return [
+        {
+            "jsonData": {
+                "user_id": int(r.user_id),
+                "merchant_id": int(r.merchant_id),
+                "amount": float(r.amount),
+                "country": r.country,
+                "category": r.category,
+                "channel": r.channel,
+                "event_ts": r.event_ts.isoformat(),
+            }
+        }
+        for r in rows.itertuples()
+    ]
 
 
 class Traffic:
     """Sends payloads round-robin until stopped; counts answers by status."""
 
-    def __init__(self, ingress_url: str, token: str, namespace: str = "default", deployment: str = "fraud",
-                 clients: int = 4):
+    def __init__(
+        self, ingress_url: str, token: str, namespace: str = "default", deployment: str = "fraud", clients: int = 4
+    ):
         import requests
 
         self.url = predictions_url(ingress_url, namespace, deployment)
@@ -59,12 +71,14 @@ class Traffic:
 
     def start_loop(self, payloads: list[dict], rate_per_s: float = 40.0) -> None:
         """Keep sending in the background (for canary analysis) until stop()."""
+
         def loop():
             i = 0
             while not self._stop.is_set():
                 self._send(i % self.clients, payloads[i % len(payloads)])
                 i += 1
                 time.sleep(1.0 / rate_per_s)
+
         self._thread = threading.Thread(target=loop, daemon=True)
         self._thread.start()
 

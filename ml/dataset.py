@@ -49,14 +49,16 @@ def load_transactions(lake, window: Window) -> pd.DataFrame:
 
 def known_labels(lake, window: Window) -> set[str]:
     """event_ids with a fraud chargeback whose label_ts is before the cutoff."""
-    days = [(window.start + dt.timedelta(days=k)).date().isoformat()
-            for k in range((window.cutoff - window.start).days + 1)]
+    days = [
+        (window.start + dt.timedelta(days=k)).date().isoformat() for k in range((window.cutoff - window.start).days + 1)
+    ]
     files = lake.existing_partition_files("raw_labels", days)
     if not files:
         return set()
     with lake.duckdb_connect() as con:
-        rows = con.sql("select event_id from read_parquet(?) where is_fraud and label_ts < ?",
-                       params=[files, window.cutoff]).fetchall()
+        rows = con.sql(
+            "select event_id from read_parquet(?) where is_fraud and label_ts < ?", params=[files, window.cutoff]
+        ).fetchall()
     return {r[0] for r in rows}
 
 

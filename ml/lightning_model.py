@@ -151,9 +151,16 @@ class TrainResult:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
-def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callable[[str], None] = print,
-          metric_sink: Callable[[dict, int], None] | None = None, progress_bar: bool | None = None,
-          workdir: str | None = None, checkpoint_out: str | None = None) -> TrainResult:
+def train(
+    schema: FeatureSchema,
+    splits: dict,
+    config: TrainConfig,
+    log: Callable[[str], None] = print,
+    metric_sink: Callable[[dict, int], None] | None = None,
+    progress_bar: bool | None = None,
+    workdir: str | None = None,
+    checkpoint_out: str | None = None,
+) -> TrainResult:
     import shutil
     import sys
     import tempfile
@@ -171,15 +178,23 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp, monitor="val_pr_auc", mode="max", save_top_k=1)
         trainer = L.Trainer(
-            accelerator=config.accelerator, devices=config.devices, precision=precision,
-            max_epochs=config.max_epochs, logger=False, default_root_dir=tmp,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            precision=precision,
+            max_epochs=config.max_epochs,
+            logger=False,
+            default_root_dir=tmp,
             # CPU kernels are deterministic once seeded (a test compares weights bit for bit);
             # torch's deterministic-algorithms mode would cost 2.3x here, so only GPUs get it.
             deterministic=precision != "32-true",
             enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
             enable_model_summary=False,
-            callbacks=[L.pytorch.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience),
-                       ckpt, _EpochReporter(log, metric_sink), timer],
+            callbacks=[
+                L.pytorch.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience),
+                ckpt,
+                _EpochReporter(log, metric_sink),
+                timer,
+            ],
         )
         data = FraudDataModule(splits, config.batch_size, config.seed)
         started = time.perf_counter()
@@ -194,10 +209,15 @@ def train(schema: FeatureSchema, splits: dict, config: TrainConfig, log: Callabl
             shutil.copyfile(best_path, checkpoint_out)
     best = best.cpu().eval()
     epochs = trainer.current_epoch
-    return TrainResult(module=best, epochs=epochs, accelerator=trainer.accelerator.__class__.__name__,
-                       precision=precision, best_val_pr_auc=float(ckpt.best_model_score or 0.0),
-                       samples_per_s=len(y_train) * max(epochs, 1) / max(elapsed, 1e-9),
-                       epoch_seconds=timer.seconds)
+    return TrainResult(
+        module=best,
+        epochs=epochs,
+        accelerator=trainer.accelerator.__class__.__name__,
+        precision=precision,
+        best_val_pr_auc=float(ckpt.best_model_score or 0.0),
+        samples_per_s=len(y_train) * max(epochs, 1) / max(elapsed, 1e-9),
+        epoch_seconds=timer.seconds,
+    )
 
 
 def score(module: FraudModule, cat: np.ndarray, num: np.ndarray, batch: int = 65536) -> np.ndarray:
@@ -206,7 +226,9 @@ def score(module: FraudModule, cat: np.ndarray, num: np.ndarray, batch: int = 65
     out = []
     with torch.inference_mode():
         for s in range(0, len(cat), batch):
-            out.append(module(torch.from_numpy(cat[s:s + batch]), torch.from_numpy(num[s:s + batch])).float().numpy())
+            out.append(
+                module(torch.from_numpy(cat[s : s + batch]), torch.from_numpy(num[s : s + batch])).float().numpy()
+            )
     return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
 
 

@@ -10,12 +10,13 @@ from torch import nn
 
 
 def embedding_dim(cardinality: int) -> int:
-    return int(min(16, max(2, round(1.6 * cardinality ** 0.56))))
+    return int(min(16, max(2, round(1.6 * cardinality**0.56))))
 
 
 class FraudNet(nn.Module):
-    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: tuple[int, ...] = (64, 32),
-                 dropout: float = 0.1):
+    def __init__(
+        self, cardinalities: list[int], n_numeric: int, hidden: tuple[int, ...] = (64, 32), dropout: float = 0.1
+    ):
         super().__init__()
         self.embeddings = nn.ModuleList([nn.Embedding(c, embedding_dim(c)) for c in cardinalities])
         width = sum(embedding_dim(c) for c in cardinalities) + n_numeric

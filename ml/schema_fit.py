@@ -10,8 +10,14 @@ from seldon.artifact import CategoricalFeature, FeatureSchema, NumericFeature
 MIN_CATEGORY_COUNT = 5  # rarer values share the out-of-vocabulary bucket
 
 
-def fit_schema(train: pd.DataFrame, categorical: list[str], numeric: list[str], fill: dict[str, float],
-               model_name: str, model_version: str = "unregistered") -> FeatureSchema:
+def fit_schema(
+    train: pd.DataFrame,
+    categorical: list[str],
+    numeric: list[str],
+    fill: dict[str, float],
+    model_name: str,
+    model_version: str = "unregistered",
+) -> FeatureSchema:
     cats = []
     for name in categorical:
         counts = train[name].astype("string").value_counts()

@@ -54,8 +54,10 @@ def read_prediction_window(lake, days: list[str], categorical: list[str], numeri
     cols += [f'coalesce(s."{n}", {derived[n]}) as "{n}"' if n in derived else f's."{n}"' for n in numeric]
     with lake.duckdb_connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        frame = con.sql(f"select {', '.join(cols)} from (select json_transform(features, '{struct}') as s "
-                        f"from read_parquet({_sql_list(files)}, union_by_name = true))").df()
+        frame = con.sql(
+            f"select {', '.join(cols)} from (select json_transform(features, '{struct}') as s "
+            f"from read_parquet({_sql_list(files)}, union_by_name = true))"
+        ).df()
     return frame.dropna(axis=1, how="all"), len(frame)
 
 
@@ -66,8 +68,9 @@ def with_time_features(frame):
 
     if "event_ts" in frame and ("hour_of_day" not in frame or "day_of_week" not in frame):
         ts = pd.to_datetime(frame["event_ts"], utc=True, errors="coerce", format="ISO8601")
-        frame = frame.assign(**{k: v for k, v in (("hour_of_day", ts.dt.hour), ("day_of_week", ts.dt.dayofweek))
-                                if k not in frame})
+        frame = frame.assign(
+            **{k: v for k, v in (("hour_of_day", ts.dt.hour), ("day_of_week", ts.dt.dayofweek)) if k not in frame}
+        )
     return frame
 
 
@@ -103,11 +106,23 @@ def _run_window(registry, version: str):
 
 def report_rows(day: str, result, version: str, total: int) -> list[dict]:
     """One row per feature, for analysts (`select * from drift_report`)."""
-    return [{"feature": f.name, "kind": f.kind, "method": f.method, "score": float(f.score),
-             "threshold": float(f.threshold), "feature_drifted": bool(f.drifted), "window_drifted": bool(result.drifted),
-             "share_drifted": float(result.share), "reference_model_version": version, "current_rows": int(total),
-             "sampled_current_rows": int(result.sampled_current), "engine": result.engine}
-            for f in result.features]
+    return [
+        {
+            "feature": f.name,
+            "kind": f.kind,
+            "method": f.method,
+            "score": float(f.score),
+            "threshold": float(f.threshold),
+            "feature_drifted": bool(f.drifted),
+            "window_drifted": bool(result.drifted),
+            "share_drifted": float(result.share),
+            "reference_model_version": version,
+            "current_rows": int(total),
+            "sampled_current_rows": int(result.sampled_current),
+            "engine": result.engine,
+        }
+        for f in result.features
+    ]
 
 
 def performance_rows(lake, pred_days: list[str], label_days: list[str], threshold: float):
@@ -117,21 +132,29 @@ def performance_rows(lake, pred_days: list[str], label_days: list[str], threshol
     if not files:
         return [], {}
     with lake.duckdb_connect() as con:
-        con.execute(f"create view log as select * from read_parquet({_sql_list(files)}, hive_partitioning = true, "
-                    "union_by_name = true)")
-        label_sql = (f"select distinct event_id from read_parquet({_sql_list(labels)}) where is_fraud" if labels
-                     else "select null::varchar as event_id where false")
+        con.execute(
+            f"create view log as select * from read_parquet({_sql_list(files)}, hive_partitioning = true, "
+            "union_by_name = true)"
+        )
+        label_sql = (
+            f"select distinct event_id from read_parquet({_sql_list(labels)}) where is_fraud"
+            if labels
+            else "select null::varchar as event_id where false"
+        )
         con.execute(f"create view fraud as {label_sql}")
         frame = con.sql("""
             select l.date::varchar as prediction_date, l.model_version, l.score,
                    f.event_id is not null as y
             from (select *, coalesce(json_extract_string(features, '$.event_id'), request_id) as event_id from log) l
             left join fraud f using (event_id)""").df()
-    per_day = [{"prediction_date": d, "model_version": str(v), **metrics(g["y"].to_numpy(), g["score"].to_numpy(),
-                                                                          threshold)}
-               for (d, v), g in frame.groupby(["prediction_date", "model_version"], sort=True)]
-    pooled = {str(v): metrics(g["y"].to_numpy(), g["score"].to_numpy(), threshold)
-              for v, g in frame.groupby("model_version", sort=True)}
+    per_day = [
+        {"prediction_date": d, "model_version": str(v), **metrics(g["y"].to_numpy(), g["score"].to_numpy(), threshold)}
+        for (d, v), g in frame.groupby(["prediction_date", "model_version"], sort=True)
+    ]
+    pooled = {
+        str(v): metrics(g["y"].to_numpy(), g["score"].to_numpy(), threshold)
+        for v, g in frame.groupby("model_version", sort=True)
+    }
     return per_day, pooled
 
 
@@ -143,7 +166,11 @@ def metrics(y, score, threshold: float) -> dict:
     y, score = np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64)
     flagged = score >= threshold
     pos, hits = int(y.sum()), int((flagged & y).sum())
-    return {"rows": int(len(y)), "positives": pos, "flagged": int(flagged.sum()),
-            "pr_auc": pr_auc(y, score) if pos else float("nan"),
-            "recall": hits / pos if pos else float("nan"),
-            "precision": hits / int(flagged.sum()) if flagged.any() else float("nan")}
+    return {
+        "rows": int(len(y)),
+        "positives": pos,
+        "flagged": int(flagged.sum()),
+        "pr_auc": pr_auc(y, score) if pos else float("nan"),
+        "recall": hits / pos if pos else float("nan"),
+        "precision": hits / int(flagged.sum()) if flagged.any() else float("nan"),
+    }

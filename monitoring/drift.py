@@ -130,8 +130,14 @@ def _finite(values):
 _NUMPY = {"wasserstein": wasserstein_norm, "jensenshannon": jensen_shannon}
 
 
-def drift_decision(reference, current, features=None, config: DriftConfig | None = None, engine: str = "numpy",
-                   html_path: str | Path | None = None) -> DriftResult:
+def drift_decision(
+    reference,
+    current,
+    features=None,
+    config: DriftConfig | None = None,
+    engine: str = "numpy",
+    html_path: str | Path | None = None,
+) -> DriftResult:
     """Per-feature scores on capped samples and the window's decision. `html_path` implies Evidently."""
     cfg = config or DriftConfig()
     cats, nums = split_features(features, reference, current)
@@ -148,12 +154,19 @@ def drift_decision(reference, current, features=None, config: DriftConfig | None
         scores |= {n: _NUMPY[cfg.num_method](ref[n], cur[n]) for n in nums}
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    refined = _refine(scores, reference, current, cats, nums, cfg, sampled=len(ref) < len(reference)
-                      or len(cur) < len(current))
-    out = [FeatureDrift(c, "categorical", cfg.cat_method, scores[c], cfg.cat_threshold,
-                        bool(scores[c] >= cfg.cat_threshold)) for c in cats]
-    out += [FeatureDrift(n, "numeric", cfg.num_method, scores[n], cfg.num_threshold,
-                         bool(scores[n] >= cfg.num_threshold)) for n in nums]
+    refined = _refine(
+        scores, reference, current, cats, nums, cfg, sampled=len(ref) < len(reference) or len(cur) < len(current)
+    )
+    out = [
+        FeatureDrift(
+            c, "categorical", cfg.cat_method, scores[c], cfg.cat_threshold, bool(scores[c] >= cfg.cat_threshold)
+        )
+        for c in cats
+    ]
+    out += [
+        FeatureDrift(n, "numeric", cfg.num_method, scores[n], cfg.num_threshold, bool(scores[n] >= cfg.num_threshold))
+        for n in nums
+    ]
     share = sum(f.drifted for f in out) / len(out)
     if len(current) < cfg.min_rows:
         drifted, reason = False, f"{len(current)} current rows < min_rows {cfg.min_rows}: no decision"
@@ -161,8 +174,9 @@ def drift_decision(reference, current, features=None, config: DriftConfig | None
         drifted = share >= cfg.drift_share
         names = ", ".join(f.name for f in out if f.drifted) or "none"
         reason = f"{share:.0%} of {len(out)} features drifted ({names}); limit {cfg.drift_share:.0%}"
-    return DriftResult(drifted, share, out, len(reference), len(current), len(ref), len(cur), engine, reason, cfg,
-                       refined)
+    return DriftResult(
+        drifted, share, out, len(reference), len(current), len(ref), len(cur), engine, reason, cfg, refined
+    )
 
 
 def _refine(scores, reference, current, cats, nums, cfg: DriftConfig, sampled: bool) -> list[str]:
@@ -170,8 +184,10 @@ def _refine(scores, reference, current, cats, nums, cfg: DriftConfig, sampled: b
     if not sampled:
         return []
     refined = []
-    for names, method, threshold in ((cats, cfg.cat_method, cfg.cat_threshold), (nums, cfg.num_method,
-                                                                                 cfg.num_threshold)):
+    for names, method, threshold in (
+        (cats, cfg.cat_method, cfg.cat_threshold),
+        (nums, cfg.num_method, cfg.num_threshold),
+    ):
         for name in names:
             if method in _NUMPY and abs(scores[name] - threshold) < cfg.refine_band:
                 scores[name] = _NUMPY[method](reference[name], current[name])
@@ -194,12 +210,20 @@ def evidently_scores(ref, cur, cats, nums, cfg: DriftConfig, html_path=None) -> 
             data[n] = data[n].astype("float64")
         return Dataset.from_pandas(data.reset_index(drop=True), data_definition=definition)
 
-    preset = DataDriftPreset(columns=cats + nums, num_method=cfg.num_method, cat_method=cfg.cat_method,
-                             num_threshold=cfg.num_threshold, cat_threshold=cfg.cat_threshold,
-                             drift_share=cfg.drift_share)
+    preset = DataDriftPreset(
+        columns=cats + nums,
+        num_method=cfg.num_method,
+        cat_method=cfg.cat_method,
+        num_threshold=cfg.num_threshold,
+        cat_threshold=cfg.cat_threshold,
+        drift_share=cfg.drift_share,
+    )
     snapshot = Report([preset]).run(dataset(cur), dataset(ref))  # Evidently 0.7: current first
-    scores = {m["config"]["column"]: float(m["value"]) for m in snapshot.dict()["metrics"]
-              if m["config"].get("type", "").endswith("ValueDrift")}
+    scores = {
+        m["config"]["column"]: float(m["value"])
+        for m in snapshot.dict()["metrics"]
+        if m["config"].get("type", "").endswith("ValueDrift")
+    }
     if html_path is not None:
         Path(html_path).parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(html_path))

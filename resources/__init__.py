@@ -17,9 +17,22 @@ from .quality import DataQuality
 from .seldon_target import SeldonTarget
 from .warehouse import Warehouse
 
-__all__ = ["CanaryPolicy", "EventSource", "LandingFolderEventSource", "SyntheticEventSource", "FeastStore",
-           "FeatureEngine", "Lake", "MlflowRegistry", "DataQuality", "SeldonTarget", "Warehouse",
-           "configured_event_source", "local_resources", "resources_for_env"]
+__all__ = [
+    "CanaryPolicy",
+    "EventSource",
+    "LandingFolderEventSource",
+    "SyntheticEventSource",
+    "FeastStore",
+    "FeatureEngine",
+    "Lake",
+    "MlflowRegistry",
+    "DataQuality",
+    "SeldonTarget",
+    "Warehouse",
+    "configured_event_source",
+    "local_resources",
+    "resources_for_env",
+]
 
 
 def configured_event_source(env: Mapping[str, str] | None = None) -> EventSource:
@@ -45,13 +58,18 @@ def local_resources(data_dir: str | None = None, canary: CanaryPolicy | None = N
         "feature_engine": FeatureEngine(),
         "quality": DataQuality(),
         "feast": FeastStore(lake=lake, repo_dir=f"{data_dir}/feast"),
-        "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{data_dir}/mlflow.db",
-                                          artifact_root=f"{data_dir}/mlartifacts"),
+        "mlflow_registry": MlflowRegistry(
+            tracking_uri=f"sqlite:///{data_dir}/mlflow.db", artifact_root=f"{data_dir}/mlartifacts"
+        ),
         "seldon_target": SeldonTarget(
-            serving_dir=f"{data_dir}/serving", lake=lake, feast_repo=f"{data_dir}/feast", ingress_url=s.ingress_url,
+            serving_dir=f"{data_dir}/serving",
+            lake=lake,
+            feast_repo=f"{data_dir}/feast",
+            ingress_url=s.ingress_url,
             ingress_jwt_secret=settings.secret("DRIFTLINE_INGRESS_JWT_SECRET"),
             ingress_admin_token=settings.secret("DRIFTLINE_INGRESS_ADMIN_TOKEN"),
-            canary=canary or CanaryPolicy()),
+            canary=canary or CanaryPolicy(),
+        ),
     }
 
 

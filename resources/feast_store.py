@@ -25,7 +25,13 @@ import dagster as dg
 
 from driftline import settings, spec
 from resources.feast_repo.schema import (
-    ENTITY_KEYS, FEATURE_SERVICE, PROJECT, REQUEST_FIELDS, SERVED_FEATURES, SNAPSHOT_TTL, epoch_seconds,
+    ENTITY_KEYS,
+    FEATURE_SERVICE,
+    PROJECT,
+    REQUEST_FIELDS,
+    SERVED_FEATURES,
+    SNAPSHOT_TTL,
+    epoch_seconds,
 )
 from resources.lake import Lake
 
@@ -106,7 +112,9 @@ class FeastStore(dg.ConfigurableResource):
     def online_store_config(self) -> dict[str, Any]:
         kind = self.online_store_type.lower()
         if kind == "sqlite":
-            path = Path(self.online_store_path).resolve() if self.online_store_path else self.repo_path / "online_store.db"
+            path = (
+                Path(self.online_store_path).resolve() if self.online_store_path else self.repo_path / "online_store.db"
+            )
             return {"type": "sqlite", "path": str(path)}
         if kind == "redis":
             if not self.online_store_connection_string:
@@ -184,10 +192,15 @@ class FeastStore(dg.ConfigurableResource):
         wanted = {(type(o).__name__, o.name) for o in objects}
         stale = []
         if self.registry_file.exists():
-            for existing in (*store.list_feature_services(), *store.list_on_demand_feature_views(),
-                             *store.list_feature_views(), *store.list_entities()):
+            for existing in (
+                *store.list_feature_services(),
+                *store.list_on_demand_feature_views(),
+                *store.list_feature_views(),
+                *store.list_entities(),
+            ):
                 if (type(existing).__name__, existing.name) not in wanted and isinstance(
-                        existing, (FeatureService, OnDemandFeatureView, FeatureView, Entity)):
+                    existing, (FeatureService, OnDemandFeatureView, FeatureView, Entity)
+                ):
                     stale.append(existing)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
@@ -220,8 +233,9 @@ class FeastStore(dg.ConfigurableResource):
     # ---------------------------------------------------------------- online store
     def materialize(self, start: dt.datetime, end: dt.datetime, views: list[str] | None = None) -> None:
         """Load the latest row per entity with event_timestamp in [start, end] (both inclusive)."""
-        self.store().materialize(start_date=_utc(start), end_date=_utc(end),
-                                 feature_views=list(views) if views else None)
+        self.store().materialize(
+            start_date=_utc(start), end_date=_utc(end), feature_views=list(views) if views else None
+        )
 
     def materialize_incremental(self, end: dt.datetime, views: list[str] | None = None) -> None:
         self.store().materialize_incremental(end_date=_utc(end), feature_views=list(views) if views else None)
@@ -309,9 +323,13 @@ class FeastStore(dg.ConfigurableResource):
         for key in ENTITY_KEYS:
             df[key] = entity_df[key].to_numpy().astype("int64")
         df["amount"] = entity_df["amount"].to_numpy().astype("float64")
-        epoch = entity_df["event_epoch_s"] if "event_epoch_s" in entity_df.columns else epoch_seconds(entity_df["event_ts"])
+        epoch = (
+            entity_df["event_epoch_s"] if "event_epoch_s" in entity_df.columns else epoch_seconds(entity_df["event_ts"])
+        )
         df["event_epoch_s"] = pd.Series(epoch).to_numpy().astype("float64")
-        df["country"] = pd.array([None if pd.isna(v) else str(v) for v in entity_df["country"]], dtype="string[pyarrow]")
+        df["country"] = pd.array(
+            [None if pd.isna(v) else str(v) for v in entity_df["country"]], dtype="string[pyarrow]"
+        )
         # feast's dask join deduplicates on (join keys, timestamp), one view at a time: rows
         # sharing an instant must differ in their timestamp. Ties get 0..999 ns added (snapshots
         # are stamped on whole seconds, so the snapshot a row sees does not change); more than
@@ -355,8 +373,7 @@ class FeastStore(dg.ConfigurableResource):
                 snaps["__snap"] = pd.to_datetime(snaps["__snap"], utc=True).astype("datetime64[ns, UTC]")
                 snaps = snaps.sort_values("__snap")
                 probe = df[[row_col, key, ts_col]].sort_values(ts_col)
-                latest = pd.merge_asof(probe, snaps, left_on=ts_col, right_on="__snap", by=key,
-                                       direction="backward")
+                latest = pd.merge_asof(probe, snaps, left_on=ts_col, right_on="__snap", by=key, direction="backward")
                 has = latest["__snap"].notna() & (latest["__snap"] >= latest[ts_col] - SNAPSHOT_TTL)
                 keep_rows = set(latest.loc[has, row_col])
             else:

@@ -49,8 +49,11 @@ LOCAL_SCHEMES = ("", "file")
 def write_parquet(data: pa.Table, where) -> None:
     """zstd Parquet with dictionary pages only for text columns: for floats and ids a
     dictionary rarely pays off, and trying it first costs about a third of the write time."""
-    text = [f.name for f in data.schema
-            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)]
+    text = [
+        f.name
+        for f in data.schema
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
+    ]
     pq.write_table(data, where, compression="zstd", use_dictionary=text)
 
 
@@ -64,7 +67,7 @@ def is_remote_url(url: str) -> bool:
 def spark_path(url: str) -> str:
     """The path Spark's Hadoop filesystem layer needs: s3:// becomes s3a:// (hadoop-aws's S3A
     connector; Hadoop has no `s3` scheme by default). Other paths are returned unchanged."""
-    return "s3a://" + url[len("s3://"):] if url.startswith("s3://") else url
+    return "s3a://" + url[len("s3://") :] if url.startswith("s3://") else url
 
 
 class Lake(dg.ConfigurableResource):
@@ -98,8 +101,10 @@ class Lake(dg.ConfigurableResource):
     def path(self) -> Path:
         """Local root as a Path (local lakes only; an object-store lake has no local path)."""
         if self.is_remote:
-            raise ValueError(f"lake {self.root!r} is on an object store: use the URL methods "
-                             "(url, table_url, partition_url, list_partitions, ...)")
+            raise ValueError(
+                f"lake {self.root!r} is on an object store: use the URL methods "
+                "(url, table_url, partition_url, list_partitions, ...)"
+            )
         return self._local_root()
 
     def table_dir(self, table: str) -> Path:
@@ -291,8 +296,7 @@ class Lake(dg.ConfigurableResource):
                 entries = self.fs.ls(self._fs_path(folder_url), detail=True)
             except FileNotFoundError:
                 return []
-            return sorted(self._url(e["name"]) for e in entries
-                          if e["type"] == "file" and e["name"].endswith(suffix))
+            return sorted(self._url(e["name"]) for e in entries if e["type"] == "file" and e["name"].endswith(suffix))
         return [str(f) for f in sorted(Path(folder_url).glob(f"*{suffix}"))]
 
     def table_files(self, table: str) -> list[str]:
@@ -304,8 +308,7 @@ class Lake(dg.ConfigurableResource):
             found = self.fs.find(base)
         except FileNotFoundError:
             return []
-        return sorted(self._url(f) for f in found
-                      if f.endswith(".parquet") and f[len(base) + 1:].count("/") == 1)
+        return sorted(self._url(f) for f in found if f.endswith(".parquet") and f[len(base) + 1 :].count("/") == 1)
 
     def read_files(self, urls: list[str], columns: list[str] | None = None) -> pa.Table:
         """Several lake files as one table (`pyarrow.parquet.ParquetDataset`)."""
@@ -323,8 +326,11 @@ class Lake(dg.ConfigurableResource):
             root = self.path
             if not root.is_dir():
                 return []
-            return [t for t in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-                    if any((root / t).glob("*/*.parquet"))]
+            return [
+                t
+                for t in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+                if any((root / t).glob("*/*.parquet"))
+            ]
         try:
             entries = self.fs.ls(self._fs_path(self.url), detail=True)
         except FileNotFoundError:
@@ -333,8 +339,7 @@ class Lake(dg.ConfigurableResource):
         for table in sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "directory"):
             if table.startswith("."):
                 continue
-            for part in sorted(self.fs.ls(self._fs_path(self.table_url(table)), detail=True),
-                               key=lambda e: e["name"]):
+            for part in sorted(self.fs.ls(self._fs_path(self.table_url(table)), detail=True), key=lambda e: e["name"]):
                 if part["type"] == "directory" and self.files(self._url(part["name"])):
                     out.append(table)
                     break

@@ -98,8 +98,9 @@ class MlflowRegistry(dg.ConfigurableResource):
     def serving_artifact(self, version: str, dest: str | Path) -> Path:
         """Download a version's serving artifact (model.pt + feature_schema.json) into `dest`."""
         mlflow, _ = self.setup()
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.model_name}/{version}",
-                                                    dst_path=str(dest))
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{self.model_name}/{version}", dst_path=str(dest)
+        )
         found = list(Path(local).rglob("feature_schema.json"))
         if not found:
             raise FileNotFoundError(f"model {self.model_name} v{version} has no serving artifact")

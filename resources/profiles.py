@@ -62,8 +62,7 @@ def s3a_spark_conf(endpoint_url: str | None = None, region: str | None = None) -
     wheel. Credentials: the AWS SDK's default chain (env AWS_*, IRSA web identity, instance profile)."""
     conf = {
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "spark.hadoop.fs.s3a.aws.credentials.provider":
-            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
     }
     if endpoint_url:
         conf |= {
@@ -84,8 +83,7 @@ def spark_resource(master: str, extra: Mapping[str, str] | None = None):
     return PySparkResource(spark_config={"spark.master": master, **SPARK_DEFAULTS, **(extra or {})})
 
 
-def k8s_resources(env: Mapping[str, str] | None = None, event_source=None,
-                  canary: CanaryPolicy | None = None) -> dict:
+def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canary: CanaryPolicy | None = None) -> dict:
     """The k8s resource set from `env` (default: os.environ, secrets then as dg.EnvVar; an
     explicit mapping, as tests pass, gives plain values)."""
     s = settings.load({**(os.environ if env is None else env), "DRIFTLINE_ENV": "k8s"})
@@ -104,7 +102,9 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None,
         "feature_engine": FeatureEngine(engine="spark", spark=spark_resource(s.spark_master, spark_extra)),
         "quality": DataQuality(),
         "feast": FeastStore(
-            lake=lake, repo_dir=f"{s.data_dir}/feast", project=s.feast_project,
+            lake=lake,
+            repo_dir=f"{s.data_dir}/feast",
+            project=s.feast_project,
             online_store_type="redis",
             online_store_connection_string=settings.secret("DRIFTLINE_REDIS", env),
         ),
@@ -114,9 +114,17 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None,
             ui_url=s.mlflow_ui,
         ),
         "seldon_target": SeldonTarget(
-            kind="kubernetes", in_cluster=True, namespace=s.seldon_namespace, deployment_name=s.seldon_deployment,
-            image=s.seldon_image, serving_dir=f"{s.data_dir}/serving", lake=lake, feast_repo=f"{s.data_dir}/feast",
-            online_features="server", feast_server_url=s.feast_server_url, ingress_url=s.ingress_url,
+            kind="kubernetes",
+            in_cluster=True,
+            namespace=s.seldon_namespace,
+            deployment_name=s.seldon_deployment,
+            image=s.seldon_image,
+            serving_dir=f"{s.data_dir}/serving",
+            lake=lake,
+            feast_repo=f"{s.data_dir}/feast",
+            online_features="server",
+            feast_server_url=s.feast_server_url,
+            ingress_url=s.ingress_url,
             ingress_jwt_secret=settings.secret("DRIFTLINE_INGRESS_JWT_SECRET", env),
             ingress_admin_token=settings.secret("DRIFTLINE_INGRESS_ADMIN_TOKEN", env),
             canary=canary or CanaryPolicy(),

@@ -72,8 +72,12 @@ class SeldonTarget(dg.ConfigurableResource):
         if self.online_features not in ("store", "server"):
             raise ValueError(f"SeldonTarget.online_features must be 'store' or 'server', got {self.online_features!r}")
         config = Path(self.feast_repo, "feature_store.yaml")
-        if self.kind == "local" and self.online_features == "store" and config.exists() \
-                and ((yaml.safe_load(config.read_text()) or {}).get("online_store") or {}).get("type") == "sqlite":
+        if (
+            self.kind == "local"
+            and self.online_features == "store"
+            and config.exists()
+            and ((yaml.safe_load(config.read_text()) or {}).get("online_store") or {}).get("type") == "sqlite"
+        ):
             return Path(self.feast_repo).resolve().as_uri()
         return self.feast_server_url
 
@@ -100,7 +104,8 @@ class SeldonTarget(dg.ConfigurableResource):
         if self.kind == "kubernetes":
             try:
                 return (api or self._custom_objects_api()).get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, self.deployment_name)
+                    GROUP, VERSION, self.namespace, PLURAL, self.deployment_name
+                )
             except Exception as err:  # noqa: BLE001 - ApiException without importing kubernetes
                 if getattr(err, "status", None) == 404:
                     return None
@@ -150,11 +155,26 @@ class SeldonTarget(dg.ConfigurableResource):
             raise ValueError("the local runtime needs SeldonTarget.lake, a local lake, for the prediction log")
         python = settings.get("DRIFTLINE_SERVING_PYTHON") or str(ROOT / ".venv-serving" / "bin" / "python")
         port = self.ingress_url.rsplit(":", 1)[-1].strip("/")
-        cmd = [python, "-m", "seldon.runtime", "--manifest", str(self.manifest_path), "--state-dir",
-               str(self.state_dir), "--port", port, "--lake", self.lake.url]
+        cmd = [
+            python,
+            "-m",
+            "seldon.runtime",
+            "--manifest",
+            str(self.manifest_path),
+            "--state-dir",
+            str(self.state_dir),
+            "--port",
+            port,
+            "--lake",
+            self.lake.url,
+        ]
         if Path(self.feast_repo, "feature_store.yaml").exists() and self.feast_url.startswith("http"):
-            cmd += ["--feast-repo", str(Path(self.feast_repo).resolve()), "--feast-port",
-                    self.feast_server_url.rsplit(":", 1)[-1].strip("/")]
+            cmd += [
+                "--feast-repo",
+                str(Path(self.feast_repo).resolve()),
+                "--feast-port",
+                self.feast_server_url.rsplit(":", 1)[-1].strip("/"),
+            ]
         log = open(self.state_dir / "runtime.log", "ab")
         proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         (self.state_dir / "runtime.pid").write_text(str(proc.pid))
@@ -192,13 +212,16 @@ class SeldonTarget(dg.ConfigurableResource):
             return token
         secret = settings.resolved(self.ingress_jwt_secret) or settings.get("DRIFTLINE_INGRESS_JWT_SECRET")
         if not secret:
-            raise ValueError("set DRIFTLINE_INGRESS_ADMIN_TOKEN or DRIFTLINE_INGRESS_JWT_SECRET for the canary controller")
+            raise ValueError(
+                "set DRIFTLINE_INGRESS_ADMIN_TOKEN or DRIFTLINE_INGRESS_JWT_SECRET for the canary controller"
+            )
         from seldon.auth import ADMIN, mint_token
 
         return mint_token(secret, scopes=ADMIN, subject="canary-controller", ttl_s=300)
 
     def ingress_metrics(self, timeout_s: float = 5.0) -> str:
-        req = urllib.request.Request(f"{self.ingress_url}/metrics",
-                                     headers={"Authorization": f"Bearer {self.admin_token()}"})
+        req = urllib.request.Request(
+            f"{self.ingress_url}/metrics", headers={"Authorization": f"Bearer {self.admin_token()}"}
+        )
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return resp.read().decode()

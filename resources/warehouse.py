@@ -27,8 +27,10 @@ QUARANTINE_PREFIX = "quarantine_"
 
 def view_sql(name: str, glob: str) -> str:
     glob = glob.replace("'", "''")
-    return (f"create or replace view {name} as select * from read_parquet('{glob}', "
-            f"hive_partitioning = true, union_by_name = true)")
+    return (
+        f"create or replace view {name} as select * from read_parquet('{glob}', "
+        f"hive_partitioning = true, union_by_name = true)"
+    )
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -42,7 +44,8 @@ class Warehouse(dg.ConfigurableResource):
         quarantines = [t for t in views if t.startswith(QUARANTINE_PREFIX)]
         if quarantines:
             union = " union all by name ".join(
-                f"select '{t.removeprefix(QUARANTINE_PREFIX)}' as source, * from {t}" for t in quarantines)
+                f"select '{t.removeprefix(QUARANTINE_PREFIX)}' as source, * from {t}" for t in quarantines
+            )
             views["quarantine"] = f"create or replace view quarantine as {union}"
         return views
 

@@ -24,8 +24,9 @@ def mint_token(secret: str, scopes: str = PREDICT, subject: str = "tester", ttl_
     import jwt
 
     now = int(time.time())
-    return jwt.encode({"sub": subject, "scope": scopes, "iat": now, "exp": now + ttl_s, **claims}, secret,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"sub": subject, "scope": scopes, "iat": now, "exp": now + ttl_s, **claims}, secret, algorithm="HS256"
+    )
 
 
 class AuthError(HttpError):
@@ -40,8 +41,15 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, hs256_secret: str | None = None, rs256_public_key: str | None = None,
-                 audience: str | None = None, issuer: str | None = None, leeway_s: int = 0, cache_size: int = 10_000):
+    def __init__(
+        self,
+        hs256_secret: str | None = None,
+        rs256_public_key: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway_s: int = 0,
+        cache_size: int = 10_000,
+    ):
         if not hs256_secret and not rs256_public_key:
             raise ValueError("the ingress needs a JWT HS256 secret or an RS256 public key")
         self._key, self._alg = (rs256_public_key, "RS256") if rs256_public_key else (hs256_secret, "HS256")
@@ -78,8 +86,15 @@ class Authenticator:
         import jwt
 
         try:
-            claims = jwt.decode(token, self._key, algorithms=[self._alg], audience=self.audience, issuer=self.issuer,
-                                leeway=self.leeway_s, options={"require": ["exp"], "verify_aud": bool(self.audience)})
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp"], "verify_aud": bool(self.audience)},
+            )
         except jwt.ExpiredSignatureError:
             raise AuthError(401, "token expired") from None
         except jwt.InvalidTokenError as err:

@@ -46,7 +46,9 @@ def forward(route, path: str, body: bytes | None, timeout_s: float, method: str 
     for attempt in (0, 1):
         conn = pool.get((route.host, route.port))
         if conn is None:
-            conn = pool[(route.host, route.port)] = http.client.HTTPConnection(route.host, route.port, timeout=timeout_s)
+            conn = pool[(route.host, route.port)] = http.client.HTTPConnection(
+                route.host, route.port, timeout=timeout_s
+            )
         try:
             conn.request(method, path, body, {"Content-Type": "application/json"} if body is not None else {})
             resp = conn.getresponse()
@@ -63,8 +65,16 @@ class Ingress(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
 
-    def __init__(self, address, routes: Routes, auth: Authenticator, plog: PredictionLog | None,
-                 timeout_s: float = 5.0, max_body_bytes: int = 8 << 20, access_log: bool = False):
+    def __init__(
+        self,
+        address,
+        routes: Routes,
+        auth: Authenticator,
+        plog: PredictionLog | None,
+        timeout_s: float = 5.0,
+        max_body_bytes: int = 8 << 20,
+        access_log: bool = False,
+    ):
         super().__init__(address, Handler)
         self.routes, self.auth, self.plog = routes, auth, plog
         self.metrics = Metrics(routes.name)
@@ -114,8 +124,10 @@ class Handler(BaseHTTPRequestHandler):
         if close:
             extra += "Connection: close\r\n"
             self.close_connection = True
-        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n{extra}\r\n")
+        head = (
+            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n"
+        )
         self.wfile.write(head.encode("latin-1") + body)
 
     def _error(self, status: int, message: str, close: bool = False, **headers):
@@ -176,12 +188,18 @@ class Handler(BaseHTTPRequestHandler):
             if body is not None:
                 self._predict(op, body, principal)
         except AuthError as err:
-            self._error(err.status, err.message, close=err.status == 401, **(
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'} if err.status == 401 else {}))
+            self._error(
+                err.status,
+                err.message,
+                close=err.status == 401,
+                **({"WWW-Authenticate": 'Bearer error="invalid_token"'} if err.status == 401 else {}),
+            )
         except RouteError as err:
             self._error(err.status, err.message)
         except (ConnectionError, OSError, http.client.HTTPException) as err:
-            self._error(503 if not isinstance(err, TimeoutError) else 504, f"predictor unavailable: {type(err).__name__}")
+            self._error(
+                503 if not isinstance(err, TimeoutError) else 504, f"predictor unavailable: {type(err).__name__}"
+            )
         finally:
             srv.metrics.exit()
 
@@ -206,8 +224,16 @@ class Handler(BaseHTTPRequestHandler):
             data = json.dumps(resp).encode()
             if srv.plog is not None:
                 try:
-                    srv.plog.record(rid, principal.subject, srv.routes.name, route.name, route.version, body, scores,
-                                    time.perf_counter() - t0)
+                    srv.plog.record(
+                        rid,
+                        principal.subject,
+                        srv.routes.name,
+                        route.name,
+                        route.version,
+                        body,
+                        scores,
+                        time.perf_counter() - t0,
+                    )
                 except LogFull:
                     srv.metrics.request(route.name, 503, time.perf_counter() - t0)
                     return self._error(503, "prediction log is full; retry later", **{"Retry-After": "1"})
@@ -215,8 +241,15 @@ class Handler(BaseHTTPRequestHandler):
         srv.metrics.request(route.name, status, elapsed, scores)
         self._send(status, data, {"Seldon-Puid": rid, "Seldon-Predictor": route.name, "X-Model-Version": route.version})
         if srv.access_log:
-            log.info("%s %s %d sub=%s predictor=%s %.1fms", self.command, self.path, status, principal.subject,
-                     route.name, elapsed * 1000)
+            log.info(
+                "%s %s %d sub=%s predictor=%s %.1fms",
+                self.command,
+                self.path,
+                status,
+                principal.subject,
+                route.name,
+                elapsed * 1000,
+            )
         shadow = srv.routes.shadow()
         if shadow is not None and op == "predictions" and srv.shadow_slots.acquire(blocking=False):
             srv.shadow_pool.submit(self._shadow, shadow, body)
@@ -236,11 +269,17 @@ class Handler(BaseHTTPRequestHandler):
         routes = self.server.routes
         if path == "/metrics":
             m = self.server.metrics
-            m.gauges.update({f"traffic_weight|predictor=\"{n}\"": w for n, w in routes.weights().items()})
+            m.gauges.update({f'traffic_weight|predictor="{n}"': w for n, w in routes.weights().items()})
             if self.server.plog:
                 pl = self.server.plog
-                m.gauges.update({"prediction_log_queue": pl.queue.qsize(), "prediction_log_rows_written": pl.rows_written,
-                                 "prediction_log_rejected": pl.rejected, "prediction_log_queued_bytes": pl.queued_bytes})
+                m.gauges.update(
+                    {
+                        "prediction_log_queue": pl.queue.qsize(),
+                        "prediction_log_rows_written": pl.rows_written,
+                        "prediction_log_rejected": pl.rejected,
+                        "prediction_log_queued_bytes": pl.queued_bytes,
+                    }
+                )
             body = m.render().encode()
             return self._send(200, body, {"Content-Type": "text/plain; version=0.0.4"})
         if path == "/admin/state":
@@ -290,13 +329,30 @@ def main(argv=None):
     p.add_argument("--access-log", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    auth = Authenticator(hs256_secret=_secret(args.jwt_secret_file, "DRIFTLINE_INGRESS_JWT_SECRET"),
-                         rs256_public_key=_secret(args.jwt_public_key_file, "DRIFTLINE_INGRESS_JWT_PUBLIC_KEY"),
-                         audience=args.jwt_audience)
-    plog = PredictionLog(args.lake, max_queue=args.log_queue, put_timeout_s=args.log_put_timeout_s,
-                         max_queue_bytes=args.log_queue_mb << 20, writers=args.log_writers) if args.lake else None
-    server = Ingress((args.host, args.port), Routes(args.manifest, args.endpoints), auth, plog, args.timeout_s,
-                     access_log=args.access_log)
+    auth = Authenticator(
+        hs256_secret=_secret(args.jwt_secret_file, "DRIFTLINE_INGRESS_JWT_SECRET"),
+        rs256_public_key=_secret(args.jwt_public_key_file, "DRIFTLINE_INGRESS_JWT_PUBLIC_KEY"),
+        audience=args.jwt_audience,
+    )
+    plog = (
+        PredictionLog(
+            args.lake,
+            max_queue=args.log_queue,
+            put_timeout_s=args.log_put_timeout_s,
+            max_queue_bytes=args.log_queue_mb << 20,
+            writers=args.log_writers,
+        )
+        if args.lake
+        else None
+    )
+    server = Ingress(
+        (args.host, args.port),
+        Routes(args.manifest, args.endpoints),
+        auth,
+        plog,
+        args.timeout_s,
+        access_log=args.access_log,
+    )
     scheme = "http"
     if args.tls_cert and args.tls_key:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -307,13 +363,22 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    log.info("ingress %s://%s:%d for %s/%s (auth %s)", scheme, args.host, server.server_address[1],
-             server.routes.namespace, server.routes.name, auth.algorithm)
+    log.info(
+        "ingress %s://%s:%d for %s/%s (auth %s)",
+        scheme,
+        args.host,
+        server.server_address[1],
+        server.routes.namespace,
+        server.routes.name,
+        auth.algorithm,
+    )
     stop.wait()
     log.info("shutting down: draining requests and the prediction log")
     server.drain()
     if plog:
-        log.info("prediction log: %d rows in %d files, %d refused", plog.rows_written, plog.files_written, plog.rejected)
+        log.info(
+            "prediction log: %d rows in %d files, %d refused", plog.rows_written, plog.files_written, plog.rejected
+        )
 
 
 if __name__ == "__main__":

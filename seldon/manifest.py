@@ -48,32 +48,58 @@ def _parameters(p: Predictor) -> list[dict]:
 
 
 def _component_spec(p: Predictor, image: str) -> dict:
-    probe = {"httpGet": {"path": "/health/ping", "port": "http", "scheme": "HTTP"},
-             "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
-    env = {"MODEL_NAME": p.interface, "SERVICE_TYPE": "MODEL", "GUNICORN_WORKERS": str(p.workers),
-           "GUNICORN_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return {"spec": {"containers": [{
-        "name": CONTAINER, "image": image,
-        "env": [{"name": k, "value": v} for k, v in env.items()],
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-        "readinessProbe": probe, "livenessProbe": {**probe, "initialDelaySeconds": 20},
-    }]}}
+    probe = {
+        "httpGet": {"path": "/health/ping", "port": "http", "scheme": "HTTP"},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+    env = {
+        "MODEL_NAME": p.interface,
+        "SERVICE_TYPE": "MODEL",
+        "GUNICORN_WORKERS": str(p.workers),
+        "GUNICORN_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    return {
+        "spec": {
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "image": image,
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                    "readinessProbe": probe,
+                    "livenessProbe": {**probe, "initialDelaySeconds": 20},
+                }
+            ]
+        }
+    }
 
 
-def render(name: str, namespace: str, predictors: list[Predictor], image: str,
-           rollout: dict | None = None, log_url: str = "") -> dict:
+def render(
+    name: str, namespace: str, predictors: list[Predictor], image: str, rollout: dict | None = None, log_url: str = ""
+) -> dict:
     """A `machinelearning.seldon.io/v1` SeldonDeployment with request logging on every predictor."""
     logger = {"mode": "all", **({"url": log_url} if log_url else {})}
     specs = []
     for p in predictors:
         spec = {
-            "name": p.name, "replicas": p.replicas, "traffic": int(p.traffic),
+            "name": p.name,
+            "replicas": p.replicas,
+            "traffic": int(p.traffic),
             "labels": {"version": f"v{p.model_version}", "driftline.io/predictor": p.name},
             "componentSpecs": [_component_spec(p, image)],
-            "graph": {"name": CONTAINER, "type": "MODEL", "endpoint": {"type": "REST"},
-                      "modelUri": Path(p.artifact_dir).resolve().as_uri() if "://" not in p.artifact_dir
-                      else p.artifact_dir,
-                      "parameters": _parameters(p), "logger": logger, "children": []},
+            "graph": {
+                "name": CONTAINER,
+                "type": "MODEL",
+                "endpoint": {"type": "REST"},
+                "modelUri": Path(p.artifact_dir).resolve().as_uri() if "://" not in p.artifact_dir else p.artifact_dir,
+                "parameters": _parameters(p),
+                "logger": logger,
+                "children": [],
+            },
         }
         if p.shadow:
             spec["shadow"] = True
@@ -81,9 +107,12 @@ def render(name: str, namespace: str, predictors: list[Predictor], image: str,
     annotations = {"seldon.io/rest-timeout": "5000"}
     if rollout is not None:
         annotations[ROLLOUT_ANNOTATION] = json.dumps(rollout, sort_keys=True)
-    return {"apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "driftline"}},
-            "spec": {"name": name, "annotations": annotations, "predictors": specs}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "driftline"}},
+        "spec": {"name": name, "annotations": annotations, "predictors": specs},
+    }
 
 
 def load(path: str | Path) -> dict:
@@ -132,6 +161,11 @@ def rollout(manifest: dict) -> dict:
 
 def summary(manifest: dict) -> dict[str, dict]:
     """{predictor: {traffic, shadow, version}}: what the ingress routes by."""
-    return {p["name"]: {"traffic": int(p.get("traffic", 0)), "shadow": bool(p.get("shadow", False)),
-                        "version": parameters(p).get("model_version", "")}
-            for p in manifest["spec"]["predictors"]}
+    return {
+        p["name"]: {
+            "traffic": int(p.get("traffic", 0)),
+            "shadow": bool(p.get("shadow", False)),
+            "version": parameters(p).get("model_version", ""),
+        }
+        for p in manifest["spec"]["predictors"]
+    }

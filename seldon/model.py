@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seldon.artifact import ServingModel, encode_categorical, load_schema, normalise
-from seldon.online import (BadRequest, Unavailable, feature_source, raw_columns, request_entities,
-                           transactions)
+from seldon.online import BadRequest, Unavailable, feature_source, raw_columns, request_entities, transactions
 
 log = logging.getLogger(__name__)
 SCORE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
@@ -74,8 +73,16 @@ class _ComponentError(Exception):
 class FraudModel:
     """Scores card transactions; `data` rows (names + ndarray | tensor) or raw `jsonData`."""
 
-    def __init__(self, artifact_dir: str, model_name: str = "", model_version: str = "", feast_url: str = "",
-                 max_batch_rows: int = 10_000, metrics_interval_s: float = 1.0, **_ignored):
+    def __init__(
+        self,
+        artifact_dir: str,
+        model_name: str = "",
+        model_version: str = "",
+        feast_url: str = "",
+        max_batch_rows: int = 10_000,
+        metrics_interval_s: float = 1.0,
+        **_ignored,
+    ):
         self.artifact_dir, self.feast_url, self.max_batch_rows = artifact_dir, feast_url, int(max_batch_rows)
         self.model_name, self.model_version = model_name, str(model_version)
         self.metrics_interval_s = float(metrics_interval_s)
@@ -138,29 +145,44 @@ class FraudModel:
         return self.model.score_columns(columns)
 
     def tags(self):
-        return dict(self._tags) if hasattr(self, "_tags") else {"model_name": self.model_name,
-                                                                   "model_version": self.model_version}
+        return (
+            dict(self._tags)
+            if hasattr(self, "_tags")
+            else {"model_name": self.model_name, "model_version": self.model_version}
+        )
 
     def metrics(self):
         """The wrapper's generic path calls this after `predict`: hand over what accumulated."""
         return self._flush_metrics(force=True)
 
     def health_status_raw(self):
-        return {"status": "ok" if self.model is not None else "loading", "model_name": self.model_name,
-                "model_version": self.model_version, "features": len(getattr(self, "names", []))}
+        return {
+            "status": "ok" if self.model is not None else "loading",
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "features": len(getattr(self, "names", [])),
+        }
 
     def init_metadata(self):
         schema = self.model.schema if self.model else load_schema(Path(self.artifact_dir.removeprefix("file://")))
         names = schema.feature_names
-        return {"name": self.model_name or "fraud-model", "versions": [self.model_version or "unknown"],
-                "platform": "torchscript",
-                "inputs": [{"messagetype": "ndarray", "schema": {"names": names, "shape": [len(names)]}},
-                           {"messagetype": "tensor", "schema": {"names": names, "shape": [len(names)]}},
-                           {"messagetype": "jsonData", "schema": {"required": ["user_id", "merchant_id", "amount",
-                                                                               "country", "event_ts", "category",
-                                                                               "channel"]}}],
-                "outputs": [{"messagetype": "ndarray", "schema": {"names": ["score"], "shape": [1]}}],
-                "custom": {"threshold": str(schema.threshold), "model_name": schema.model_name}}
+        return {
+            "name": self.model_name or "fraud-model",
+            "versions": [self.model_version or "unknown"],
+            "platform": "torchscript",
+            "inputs": [
+                {"messagetype": "ndarray", "schema": {"names": names, "shape": [len(names)]}},
+                {"messagetype": "tensor", "schema": {"names": names, "shape": [len(names)]}},
+                {
+                    "messagetype": "jsonData",
+                    "schema": {
+                        "required": ["user_id", "merchant_id", "amount", "country", "event_ts", "category", "channel"]
+                    },
+                },
+            ],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": ["score"], "shape": [1]}}],
+            "custom": {"threshold": str(schema.threshold), "model_name": schema.model_name},
+        }
 
     def send_feedback(self, features, feature_names, reward, truth, routing=None):
         return []
@@ -193,12 +215,20 @@ class FraudModel:
             return []
         self._flushed_at = now
         self._pending = [0, 0, [0] * len(SCORE_BUCKETS)]
-        out = [{"type": "COUNTER", "key": "driftline_scored_rows_total", "value": rows},
-               {"type": "COUNTER", "key": "driftline_flagged_rows_total", "value": flagged},
-               {"type": "GAUGE", "key": "driftline_flagged_rate",
-                "value": self._totals["flagged"] / max(self._totals["rows"], 1)}]
-        out += [{"type": "COUNTER", "key": "driftline_score_bucket_total", "value": c, "tags": {"le": str(le)}}
-                for le, c in zip(SCORE_BUCKETS, buckets) if c]
+        out = [
+            {"type": "COUNTER", "key": "driftline_scored_rows_total", "value": rows},
+            {"type": "COUNTER", "key": "driftline_flagged_rows_total", "value": flagged},
+            {
+                "type": "GAUGE",
+                "key": "driftline_flagged_rate",
+                "value": self._totals["flagged"] / max(self._totals["rows"], 1),
+            },
+        ]
+        out += [
+            {"type": "COUNTER", "key": "driftline_score_bucket_total", "value": c, "tags": {"le": str(le)}}
+            for le, c in zip(SCORE_BUCKETS, buckets)
+            if c
+        ]
         return out
 
     # ------------------------------------------------------------ request decoding
@@ -239,8 +269,10 @@ class FraudModel:
             unknown = [n for n in names if n not in known]
             missing = [n for n in self.names if n not in key]
             if unknown or missing or len(set(names)) != len(names):
-                raise BadRequest(f"feature names: unknown {unknown[:10]}, missing {missing[:10]}"
-                                 + (", duplicated" if len(set(names)) != len(names) else ""))
+                raise BadRequest(
+                    f"feature names: unknown {unknown[:10]}, missing {missing[:10]}"
+                    + (", duplicated" if len(set(names)) != len(names) else "")
+                )
             pos = {n: i for i, n in enumerate(names)}
             schema = self.model.schema
             plan = ([pos[c.name] for c in schema.categorical], [pos[f.name] for f in schema.numeric])
@@ -261,12 +293,19 @@ class FraudModel:
 
     def _tensor(self, tensor, width: int) -> np.ndarray:
         """Seldon's flat tensor: shape [N, F] + values; categoricals as vocabulary strings or null."""
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("shape"), list) \
-                or not isinstance(tensor.get("values"), list):
+        if (
+            not isinstance(tensor, dict)
+            or not isinstance(tensor.get("shape"), list)
+            or not isinstance(tensor.get("values"), list)
+        ):
             raise BadRequest("data.tensor needs 'shape' and 'values' lists")
         shape, values = tensor["shape"], tensor["values"]
-        if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape) \
-                or shape[1] != width or shape[0] * shape[1] != len(values):
+        if (
+            len(shape) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+            or shape[1] != width
+            or shape[0] * shape[1] != len(values)
+        ):
             raise BadRequest(f"tensor shape {shape[:3]} does not match {len(values)} values of rows of {width}")
         self._check_size(shape[0])
         flat = np.empty(len(values), dtype=object)
@@ -280,8 +319,9 @@ class FraudModel:
         schema = self.model.schema
         cats = obj[:, cat_idx]
         if not set(map(type, cats.ravel())) <= _CATEGORICAL_TYPES:
-            raise BadRequest(f"{self._culprit(names, obj, cat_idx, _CATEGORICAL_TYPES)}: "
-                             "categorical values must be strings or null")
+            raise BadRequest(
+                f"{self._culprit(names, obj, cat_idx, _CATEGORICAL_TYPES)}: categorical values must be strings or null"
+            )
         nums = obj[:, num_idx]
         if not set(map(type, nums.ravel())) <= _NUMERIC_TYPES:
             raise BadRequest(f"{self._culprit(names, obj, num_idx, _NUMERIC_TYPES)}: non-numeric value")

@@ -57,7 +57,7 @@ def transactions(json_data) -> list[dict]:
         json_data = json_data["transactions"]
     rows = [json_data] if isinstance(json_data, dict) else json_data
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise BadRequest("jsonData must be a transaction object, a list of them or {\"transactions\": [...]}")
+        raise BadRequest('jsonData must be a transaction object, a list of them or {"transactions": [...]}')
     return rows
 
 
@@ -65,8 +65,9 @@ def request_entities(rows: list[dict]) -> dict[str, list]:
     """Entity keys and request fields, validated, as the feature server wants them."""
     out: dict[str, list] = {k: [] for k in (*ENTITY_KEYS, *spec.REQUEST_FIELDS)}
     for i, row in enumerate(rows):
-        missing = [k for k in REQUIRED if k not in row] + ([] if "event_epoch_s" in row or "event_ts" in row
-                                                           else ["event_ts"])
+        missing = [k for k in REQUIRED if k not in row] + (
+            [] if "event_epoch_s" in row or "event_ts" in row else ["event_ts"]
+        )
         if missing:
             raise BadRequest(f"transaction {i} lacks {missing}")
         for key in ENTITY_KEYS:
@@ -74,8 +75,12 @@ def request_entities(rows: list[dict]) -> dict[str, list]:
                 raise BadRequest(f"transaction {i}: {key} must be an integer")
             out[key].append(row[key])
         amount = row["amount"]
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount != amount \
-                or amount in (float("inf"), float("-inf")):
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, (int, float))
+            or amount != amount
+            or amount in (float("inf"), float("-inf"))
+        ):
             raise BadRequest(f"transaction {i}: amount must be a finite number")
         out["amount"].append(float(amount))
         out["event_epoch_s"].append(epoch_seconds(row.get("event_epoch_s", row.get("event_ts"))))
@@ -119,8 +124,7 @@ class FeatureServerClient:
 
     def warm_up(self):
         """One lookup at load: the server's first request (ODFV rehydration, registry) is slow."""
-        self.features({"user_id": [0], "merchant_id": [0], "amount": [1.0], "event_epoch_s": [0.0],
-                       "country": [None]})
+        self.features({"user_id": [0], "merchant_id": [0], "amount": [1.0], "event_epoch_s": [0.0], "country": [None]})
 
 
 def raw_columns(rows: list[dict], served: dict[str, list], feature_names: list[str]) -> dict[str, list]:
@@ -179,12 +183,13 @@ def decode_value(buf: bytes):
         return struct.unpack_from("<f", buf, i)[0]
     elif wire == 2 and field == 2:
         n, i = _varint(buf, i)
-        return buf[i:i + n].decode()
+        return buf[i : i + n].decode()
     raise ValueError(f"unsupported feast Value (field {field}, wire type {wire})")
 
 
 def on_demand(amount, event_epoch_s, country, user_mean_amount_30d, user_last_txn_epoch_s, user_last_country) -> dict:
     """`fraud_request_features` (resources/feast_repo/definitions.py) in numpy, column for column."""
+
     def num(values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
@@ -194,10 +199,13 @@ def on_demand(amount, event_epoch_s, country, user_mean_amount_30d, user_last_tx
     known = np.array([c is not None and lc is not None for c, lc in zip(country, user_last_country)], dtype=bool)
     differs = np.array([str(c) != str(lc) for c, lc in zip(country, user_last_country)], dtype=bool)
     whole = np.floor(np.where(np.isnan(epoch), 0.0, epoch))
-    return {spec.AMOUNT_TO_USER_MEAN: _floats(ratio), spec.SECONDS_SINCE_LAST_TXN: _floats(epoch - last),
-            spec.COUNTRY_CHANGED: (known & differs).astype(np.int64).tolist(),
-            spec.HOUR_OF_DAY: ((whole // 3600) % 24).astype(np.int64).tolist(),
-            spec.DAY_OF_WEEK: (((whole // 86400) + 3) % 7 + 1).astype(np.int64).tolist()}
+    return {
+        spec.AMOUNT_TO_USER_MEAN: _floats(ratio),
+        spec.SECONDS_SINCE_LAST_TXN: _floats(epoch - last),
+        spec.COUNTRY_CHANGED: (known & differs).astype(np.int64).tolist(),
+        spec.HOUR_OF_DAY: ((whole // 3600) % 24).astype(np.int64).tolist(),
+        spec.DAY_OF_WEEK: (((whole // 86400) + 3) % 7 + 1).astype(np.int64).tolist(),
+    }
 
 
 def _floats(arr) -> list:
@@ -215,14 +223,18 @@ class OnlineStoreReader:
         config = yaml.safe_load(config_path.read_text())
         store = config.get("online_store") or {}
         if store.get("type", "sqlite") != "sqlite":
-            raise ValueError(f"{config_path}: online store {store.get('type')!r} is not sqlite; use feast serve (http://)")
+            raise ValueError(
+                f"{config_path}: online store {store.get('type')!r} is not sqlite; use feast serve (http://)"
+            )
         if int(config.get("entity_key_serialization_version", 3)) != 3:
             raise ValueError(f"{config_path}: entity_key_serialization_version must be 3")
         path = Path(store.get("path", "data/online_store.db"))
         self.path = path if path.is_absolute() else config_path.parent / path
         project = config["project"]
-        self.views = [(f"{project}_{spec.USER_STATE_VIEW}", "user_id", list(spec.USER_STATE_FEATURES)),
-                      (f"{project}_{spec.MERCHANT_STATE_VIEW}", "merchant_id", list(spec.MERCHANT_STATE_FEATURES))]
+        self.views = [
+            (f"{project}_{spec.USER_STATE_VIEW}", "user_id", list(spec.USER_STATE_FEATURES)),
+            (f"{project}_{spec.MERCHANT_STATE_VIEW}", "merchant_id", list(spec.MERCHANT_STATE_FEATURES)),
+        ]
         self.timeout_s = timeout_s
         self._local = threading.local()
 
@@ -231,8 +243,9 @@ class OnlineStoreReader:
         if conn is None:
             if not self.path.exists():
                 raise Unavailable(f"online store {self.path} does not exist (materialize online_features)")
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout_s,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout_s, check_same_thread=False
+            )
             self._local.conn = conn
         return conn
 
@@ -243,9 +256,15 @@ class OnlineStoreReader:
         keys = [entity_key(join_key, i) for i in ids]
         unique = list(dict.fromkeys(keys))
         try:
-            rows = self._conn().execute(
-                f'SELECT entity_key, feature_name, value FROM "{table}" WHERE entity_key IN '
-                f'({",".join("?" * len(unique))})', unique).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    f'SELECT entity_key, feature_name, value FROM "{table}" WHERE entity_key IN '
+                    f"({','.join('?' * len(unique))})",
+                    unique,
+                )
+                .fetchall()
+            )
         except sqlite3.Error as err:
             self._local.conn = None
             raise Unavailable(f"online store read failed: {err}") from None
@@ -261,7 +280,14 @@ class OnlineStoreReader:
         served: dict[str, list] = {}
         for table, join_key, features in self.views:
             served.update(self._read(table, join_key, features, entities[join_key]))
-        served.update(on_demand(entities["amount"], entities["event_epoch_s"], entities["country"],
-                                served[spec.USER_MEAN_AMOUNT], served[spec.USER_LAST_TXN_EPOCH_S],
-                                served[spec.USER_LAST_COUNTRY]))
+        served.update(
+            on_demand(
+                entities["amount"],
+                entities["event_epoch_s"],
+                entities["country"],
+                served[spec.USER_MEAN_AMOUNT],
+                served[spec.USER_LAST_TXN_EPOCH_S],
+                served[spec.USER_LAST_COUNTRY],
+            )
+        )
         return served

@@ -37,9 +37,17 @@ class PredictionLog:
     file, so the encoding neither holds this process's GIL against the requests nor waits for
     it. The queue, the accounting, the retries and the drain stay in this process."""
 
-    def __init__(self, lake_root: str | Path, max_queue: int = 10_000, batch_rows: int = 50_000,
-                 flush_interval_s: float = 1.0, put_timeout_s: float = 5.0, write_process: bool = True,
-                 max_queue_bytes: int = 256 << 20, writers: int = 1):
+    def __init__(
+        self,
+        lake_root: str | Path,
+        max_queue: int = 10_000,
+        batch_rows: int = 50_000,
+        flush_interval_s: float = 1.0,
+        put_timeout_s: float = 5.0,
+        write_process: bool = True,
+        max_queue_bytes: int = 256 << 20,
+        writers: int = 1,
+    ):
         from collections import deque
 
         self.root = Path(lake_root).resolve()
@@ -65,13 +73,24 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def record(self, request_id: str, subject: str, deployment: str, predictor: str, version: str,
-               body: bytes, scores: list, latency_s: float) -> None:
+    def record(
+        self,
+        request_id: str,
+        subject: str,
+        deployment: str,
+        predictor: str,
+        version: str,
+        body: bytes,
+        scores: list,
+        latency_s: float,
+    ) -> None:
         item = (request_id, time.time(), subject, deployment, predictor, version, body, scores, latency_s)
         deadline = time.monotonic() + self.put_timeout_s
         with self._space:  # an empty log takes any one body, however big
-            if not self._space.wait_for(lambda: self.queued_bytes == 0 or
-                                        self.queued_bytes + len(body) <= self.max_queue_bytes, self.put_timeout_s):
+            if not self._space.wait_for(
+                lambda: self.queued_bytes == 0 or self.queued_bytes + len(body) <= self.max_queue_bytes,
+                self.put_timeout_s,
+            ):
                 self.rejected += 1
                 raise LogFull("prediction log is full (bytes)")
             self.queued_bytes += len(body)
@@ -116,12 +135,14 @@ class PredictionLog:
                 for attempt in range(self.final_retries):  # a write failing at shutdown gets a few more tries
                     if not self._retry:
                         break
-                    time.sleep(min(0.1 * 2 ** attempt, 2.0))
+                    time.sleep(min(0.1 * 2**attempt, 2.0))
                     self._flush([])
                     self._harvest(wait=True)
                 if self._retry:
-                    log.error("prediction log: %d rows could not be written before shutdown",
-                              sum(len(item[7]) for item in self._retry))
+                    log.error(
+                        "prediction log: %d rows could not be written before shutdown",
+                        sum(len(item[7]) for item in self._retry),
+                    )
                 return
             if item is not None:
                 batch.append(item)

@@ -33,7 +33,7 @@ def _rows(req) -> list:
         if "ndarray" in data:
             return [dict(zip(names, row)) for row in data["ndarray"]]
         values, width = data["tensor"]["values"], max(len(names), 1)
-        return [dict(zip(names, values[i:i + width])) for i in range(0, len(values), width)]
+        return [dict(zip(names, values[i : i + width])) for i in range(0, len(values), width)]
     except (ValueError, KeyError, TypeError, AttributeError):
         return []
 
@@ -117,8 +117,11 @@ def _data_columns(req, known: list | None = None) -> tuple:
     if not isinstance(data, dict):
         return None, None
     names = data.get("names")
-    if not (isinstance(names, list) and names and (names == known or (
-            len(set(names)) == len(names) and all(isinstance(n, str) for n in names)))):
+    if not (
+        isinstance(names, list)
+        and names
+        and (names == known or (len(set(names)) == len(names) and all(isinstance(n, str) for n in names)))
+    ):
         return None, None
     width = len(names)
     if "ndarray" in data:
@@ -169,8 +172,9 @@ def _column_json(col):
             text = arr.cast(pa.string())
             integral = values == np.trunc(values)  # written without a "." by Arrow, with ".0" by repr
             if integral.any():
-                text = pc.if_else(pa.array(integral), pc.binary_join_element_wise(text, _scalar(".0"), _scalar("")),
-                                  text)
+                text = pc.if_else(
+                    pa.array(integral), pc.binary_join_element_wise(text, _scalar(".0"), _scalar("")), text
+                )
             return text.fill_null("null") if arr.null_count else text
     elif int in kinds and kinds <= _INTS:
         try:

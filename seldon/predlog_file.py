@@ -38,8 +38,9 @@ def write_file(root: str, day: str, items: list) -> int:
         cols["score"] += scores
         cols["latency_ms"] += [lat * 1000.0] * n
     cols["features"] = features.finish()
-    table = pa.table({name: cols[name] if name == "features" else pa.array(cols[name], kind)
-                      for name, kind in _types().items()})
+    table = pa.table(
+        {name: cols[name] if name == "features" else pa.array(cols[name], kind) for name, kind in _types().items()}
+    )
     root_path = Path(root)
     target = root_path / TABLE / f"date={day}" / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
     staging = root_path / ".staging"
@@ -52,8 +53,18 @@ def write_file(root: str, day: str, items: list) -> int:
     return table.num_rows
 
 
-COLUMNS = ("request_id", "row", "ts", "subject", "deployment", "predictor", "model_version", "features", "score",
-           "latency_ms")
+COLUMNS = (
+    "request_id",
+    "row",
+    "ts",
+    "subject",
+    "deployment",
+    "predictor",
+    "model_version",
+    "features",
+    "score",
+    "latency_ms",
+)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
 
@@ -63,5 +74,15 @@ def _types() -> dict:
     import pyarrow as pa
 
     s = pa.string()
-    return {"request_id": s, "row": pa.int32(), "ts": pa.timestamp("us", tz="UTC"), "subject": s, "deployment": s,
-            "predictor": s, "model_version": s, "features": s, "score": pa.float32(), "latency_ms": pa.float64()}
+    return {
+        "request_id": s,
+        "row": pa.int32(),
+        "ts": pa.timestamp("us", tz="UTC"),
+        "subject": s,
+        "deployment": s,
+        "predictor": s,
+        "model_version": s,
+        "features": s,
+        "score": pa.float32(),
+        "latency_ms": pa.float64(),
+    }

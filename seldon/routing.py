@@ -64,8 +64,14 @@ class Routes:
             for name, p in mf.summary(manifest).items():
                 ep = eps.get(name)
                 if ep and ep.get("ready"):
-                    routes[name] = Route(name, ep.get("host", "127.0.0.1"), int(ep["port"]),
-                                         ep.get("version", p["version"]), p["traffic"], p["shadow"])
+                    routes[name] = Route(
+                        name,
+                        ep.get("host", "127.0.0.1"),
+                        int(ep["port"]),
+                        ep.get("version", p["version"]),
+                        p["traffic"],
+                        p["shadow"],
+                    )
             if self._stamp is None or stamp[0] != self._stamp[0]:
                 self.override = None
             self.name, self.namespace = manifest["metadata"]["name"], manifest["metadata"].get("namespace", "default")
@@ -114,7 +120,13 @@ class Routes:
         return set(mf.summary(mf.load(self.manifest_path)))
 
     def state(self) -> dict:
-        return {"deployment": self.name, "namespace": self.namespace, "weights": self.weights(),
-                "override": self.override,
-                "predictors": {n: {"port": r.port, "version": r.version, "weight": r.weight, "shadow": r.shadow}
-                               for n, r in self.routes.items()}}
+        return {
+            "deployment": self.name,
+            "namespace": self.namespace,
+            "weights": self.weights(),
+            "override": self.override,
+            "predictors": {
+                n: {"port": r.port, "version": r.version, "weight": r.weight, "shadow": r.shadow}
+                for n, r in self.routes.items()
+            },
+        }

@@ -59,21 +59,39 @@ class Predictor:
         self.name, self.spec, self.key = name, spec, spec_key(spec)
         self.params = mf.parameters(spec)
         self.port, self.restarts, self.ready = free_port(), 0, False
-        env = {**os.environ, **mf.container_env(spec), "SELDON_DEPLOYMENT_ID": deployment,
-               "PREDICTOR_ID": name, "PREDICTIVE_UNIT_ID": mf.CONTAINER,
-               "PREDICTOR_LABELS": json.dumps({"version": f"v{self.params.get('model_version', '')}"})}
+        env = {
+            **os.environ,
+            **mf.container_env(spec),
+            "SELDON_DEPLOYMENT_ID": deployment,
+            "PREDICTOR_ID": name,
+            "PREDICTIVE_UNIT_ID": mf.CONTAINER,
+            "PREDICTOR_LABELS": json.dumps({"version": f"v{self.params.get('model_version', '')}"}),
+        }
         self.interface = env.pop("MODEL_NAME", mf.DEFAULT_INTERFACE)
         self.env, self.log_path = env, log_dir / f"predictor-{name}-{self.key[:8]}.log"
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
-        cmd = [str(BIN / "seldon-core-microservice"), self.interface, "--service-type", "MODEL",
-               "--http-port", str(self.port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port()),
-               "--workers", self.env.get("GUNICORN_WORKERS", "1"), "--parameters",
-               json.dumps(self.spec["graph"].get("parameters", []))]
+        cmd = [
+            str(BIN / "seldon-core-microservice"),
+            self.interface,
+            "--service-type",
+            "MODEL",
+            "--http-port",
+            str(self.port),
+            "--grpc-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--workers",
+            self.env.get("GUNICORN_WORKERS", "1"),
+            "--parameters",
+            json.dumps(self.spec["graph"].get("parameters", [])),
+        ]
         out = open(self.log_path, "ab")
-        return subprocess.Popen(cmd, env=self.env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=self.env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def check_ready(self) -> bool:
         try:
@@ -94,8 +112,14 @@ class Predictor:
         self.proc = self._spawn()
 
     def endpoint(self) -> dict:
-        return {"host": "127.0.0.1", "port": self.port, "ready": self.ready, "pid": self.proc.pid,
-                "version": str(self.params.get("model_version", "")), "restarts": self.restarts}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "ready": self.ready,
+            "pid": self.proc.pid,
+            "version": str(self.params.get("model_version", "")),
+            "restarts": self.restarts,
+        }
 
 
 def spec_key(spec: dict) -> str:
@@ -105,8 +129,15 @@ def spec_key(spec: dict) -> str:
 
 
 class LocalRuntime:
-    def __init__(self, manifest_path: str | Path, state_dir: str | Path, ingress_args: list[str] | None = None,
-                 feast_repo: str | None = None, feast_port: int = 6566, ready_timeout_s: float = 90.0):
+    def __init__(
+        self,
+        manifest_path: str | Path,
+        state_dir: str | Path,
+        ingress_args: list[str] | None = None,
+        feast_repo: str | None = None,
+        feast_port: int = 6566,
+        ready_timeout_s: float = 90.0,
+    ):
         self.manifest_path, self.state_dir = Path(manifest_path), Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.endpoints_path = self.state_dir / "endpoints.json"
@@ -120,9 +151,12 @@ class LocalRuntime:
 
     def _child(self, name: str, cmd: list[str]):
         out = open(self.state_dir / f"{name}.log", "ab")
-        self.children[name] = (cmd, subprocess.Popen(cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
-                                                     env=dict(os.environ),
-                                                     start_new_session=True))
+        self.children[name] = (
+            cmd,
+            subprocess.Popen(
+                cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
+            ),
+        )
 
     def start(self):
         if self.feast_repo:
@@ -132,8 +166,19 @@ class LocalRuntime:
             self._child("feast", [feast, "-c", self.feast_repo, "serve", "-h", "127.0.0.1", "-p", str(self.feast_port)])
         self.reconcile()
         if self.ingress_args is not None:
-            self._child("ingress", [sys.executable, "-m", "seldon.ingress", "--manifest", str(self.manifest_path),
-                                    "--endpoints", str(self.endpoints_path), *self.ingress_args])
+            self._child(
+                "ingress",
+                [
+                    sys.executable,
+                    "-m",
+                    "seldon.ingress",
+                    "--manifest",
+                    str(self.manifest_path),
+                    "--endpoints",
+                    str(self.endpoints_path),
+                    *self.ingress_args,
+                ],
+            )
 
     def reconcile(self):
         """One supervision tick: follow the manifest, restart crashes, promote warmed replacements."""
@@ -151,7 +196,9 @@ class LocalRuntime:
                 if current is None or current.key != spec_key(spec):
                     if pname in self.pending:
                         _stop(self.pending.pop(pname)[0].proc)
-                    log.info("starting predictor %s (model version %s)", pname, mf.parameters(spec).get("model_version"))
+                    log.info(
+                        "starting predictor %s (model version %s)", pname, mf.parameters(spec).get("model_version")
+                    )
                     self.pending[pname] = (Predictor(pname, spec, self.state_dir, name), time.monotonic())
         for pname, (pred, since) in list(self.pending.items()):
             if pred.check_ready():
@@ -209,8 +256,9 @@ def main(argv=None):
     p.add_argument("--no-ingress", action="store_true")
     args, ingress_args = p.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    runtime = LocalRuntime(args.manifest, args.state_dir, None if args.no_ingress else ingress_args,
-                           args.feast_repo, args.feast_port)
+    runtime = LocalRuntime(
+        args.manifest, args.state_dir, None if args.no_ingress else ingress_args, args.feast_repo, args.feast_port
+    )
     (runtime.state_dir / "runtime.pid").write_text(str(os.getpid()))
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):

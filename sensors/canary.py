@@ -21,8 +21,11 @@ from resources.canary_policy import CanaryPolicy
 from resources.seldon_target import SeldonTarget
 
 SENSOR_ASSET = dg.AssetKey("seldon_deployment")
-canary_rollout_job = dg.define_asset_job("canary_rollout_job", selection=[SENSOR_ASSET],
-                                         description="Re-renders the SeldonDeployment for a rollout decision.")
+canary_rollout_job = dg.define_asset_job(
+    "canary_rollout_job",
+    selection=[SENSOR_ASSET],
+    description="Re-renders the SeldonDeployment for a rollout decision.",
+)
 
 
 @dataclass
@@ -54,9 +57,12 @@ def read_stats(text: str) -> dict[str, Stats]:
 
 def delta(now: Stats, before: dict | None) -> Stats:
     b = Stats(**before) if before else Stats()
-    return Stats(now.requests - b.requests, now.errors - b.errors,
-                 {k: v - b.latency.get(k, 0.0) for k, v in now.latency.items()},
-                 {k: v - b.scores.get(k, 0.0) for k, v in now.scores.items()})
+    return Stats(
+        now.requests - b.requests,
+        now.errors - b.errors,
+        {k: v - b.latency.get(k, 0.0) for k, v in now.latency.items()},
+        {k: v - b.scores.get(k, 0.0) for k, v in now.scores.items()},
+    )
 
 
 def quantile(cumulative: dict, q: float) -> float | None:
@@ -84,10 +90,15 @@ def psi(a: dict, b: dict) -> float | None:
 def analyze(canary: Stats, main: Stats, policy: CanaryPolicy) -> tuple[bool | None, str, dict]:
     """(passed, reason, figures); passed is None while the canary has too few requests."""
     p99_c, p99_m = quantile(canary.latency, 0.99), quantile(main.latency, 0.99)
-    figures = {"canary_requests": canary.requests, "main_requests": main.requests,
-               "canary_error_rate": round(canary.errors / canary.requests, 4) if canary.requests else None,
-               "main_error_rate": round(main.errors / main.requests, 4) if main.requests else None,
-               "canary_p99_s": p99_c, "main_p99_s": p99_m, "score_psi": psi(canary.scores, main.scores)}
+    figures = {
+        "canary_requests": canary.requests,
+        "main_requests": main.requests,
+        "canary_error_rate": round(canary.errors / canary.requests, 4) if canary.requests else None,
+        "main_error_rate": round(main.errors / main.requests, 4) if main.requests else None,
+        "canary_p99_s": p99_c,
+        "main_p99_s": p99_m,
+        "score_psi": psi(canary.scores, main.scores),
+    }
     if canary.requests < policy.min_requests:
         return None, f"waiting: {canary.requests:.0f} canary requests < {policy.min_requests}", figures
     problems = []
@@ -109,13 +120,27 @@ def decide(state: dict, rollout: dict, passed: bool | None, reason: str, policy:
     if not passed:
         failures += 1
         if failures >= policy.max_failed_checks:
-            return {"action": "rollback", "weight": 0, "failures": failures,
-                    "reason": f"{failures} failed checks: {reason}"}
-        return {"action": "hold", "weight": weight, "failures": failures, "reason": f"failed check {failures}: {reason}"}
+            return {
+                "action": "rollback",
+                "weight": 0,
+                "failures": failures,
+                "reason": f"{failures} failed checks: {reason}",
+            }
+        return {
+            "action": "hold",
+            "weight": weight,
+            "failures": failures,
+            "reason": f"failed check {failures}: {reason}",
+        }
     higher = [s for s in policy.steps if s > weight]
     if not higher or higher[0] >= 100:
         return {"action": "promote", "weight": 100, "failures": 0, "reason": f"healthy at {weight}%: promote"}
-    return {"action": "step", "weight": higher[0], "failures": 0, "reason": f"healthy at {weight}%: step to {higher[0]}%"}
+    return {
+        "action": "step",
+        "weight": higher[0],
+        "failures": 0,
+        "reason": f"healthy at {weight}%: step to {higher[0]}%",
+    }
 
 
 def tick(cursor: dict, manifest: dict | None, metrics_text: str, policy: CanaryPolicy) -> tuple[dict | None, dict]:
@@ -127,13 +152,24 @@ def tick(cursor: dict, manifest: dict | None, metrics_text: str, policy: CanaryP
     if not canary or rollout.get("action") == "rollback":
         return None, {}
     stats = read_stats(metrics_text)
-    state = cursor if cursor.get("canary") == canary and cursor.get("weight") == rollout.get("canary_weight") else {
-        "canary": canary, "weight": rollout.get("canary_weight"), "failures": cursor.get("failures", 0)
-        if cursor.get("canary") == canary else 0}
+    state = (
+        cursor
+        if cursor.get("canary") == canary and cursor.get("weight") == rollout.get("canary_weight")
+        else {
+            "canary": canary,
+            "weight": rollout.get("canary_weight"),
+            "failures": cursor.get("failures", 0) if cursor.get("canary") == canary else 0,
+        }
+    )
     if "snapshot" not in state:  # first look at this step: the interval starts now
         state["snapshot"] = {n: asdict(s) for n, s in stats.items()}
-        return {"action": "hold", "reason": "interval started", "figures": {}, "version": canary,
-                "weight": rollout.get("canary_weight")}, state
+        return {
+            "action": "hold",
+            "reason": "interval started",
+            "figures": {},
+            "version": canary,
+            "weight": rollout.get("canary_weight"),
+        }, state
     d = {n: delta(s, state["snapshot"].get(n)) for n, s in stats.items()}
     passed, reason, figures = analyze(d.get("canary", Stats()), d.get("main", Stats()), policy)
     decision = decide(state, rollout, passed, reason, policy)
@@ -144,18 +180,36 @@ def tick(cursor: dict, manifest: dict | None, metrics_text: str, policy: CanaryP
 
 
 def run_config(decision: dict, steps: list[int]) -> dict:
-    return {"ops": {"seldon_deployment": {"config": {
-        "action": decision["action"], "canary_version": decision["version"], "canary_weight": decision["weight"],
-        "steps": steps, "reason": decision["reason"], "figures": json.dumps(decision["figures"])}}}}
+    return {
+        "ops": {
+            "seldon_deployment": {
+                "config": {
+                    "action": decision["action"],
+                    "canary_version": decision["version"],
+                    "canary_weight": decision["weight"],
+                    "steps": steps,
+                    "reason": decision["reason"],
+                    "figures": json.dumps(decision["figures"]),
+                }
+            }
+        }
+    }
 
 
-def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30,
-                        default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED):
+def build_canary_sensor(
+    policy: CanaryPolicy | None = None,
+    interval_s: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+):
     """The sensor; `policy` None (definitions.py): the target's `seldon_target.canary`."""
 
-    @dg.sensor(name="canary_sensor", job=canary_rollout_job, minimum_interval_seconds=interval_s,
-               default_status=default_status,
-               description="Steps, promotes or rolls back the canary from the ingress metrics.")
+    @dg.sensor(
+        name="canary_sensor",
+        job=canary_rollout_job,
+        minimum_interval_seconds=interval_s,
+        default_status=default_status,
+        description="Steps, promotes or rolls back the canary from the ingress metrics.",
+    )
     def canary_sensor(context: dg.SensorEvaluationContext, seldon_target: SeldonTarget):
         cursor = json.loads(context.cursor) if context.cursor else {}
         manifest = seldon_target.current_manifest()
@@ -165,15 +219,25 @@ def build_canary_sensor(policy: CanaryPolicy | None = None, interval_s: int = 30
         decision, new_cursor = tick(cursor, manifest, seldon_target.ingress_metrics(), rules)
         if decision is None:
             return dg.SkipReason("no canary in the deployment")
-        observation = dg.AssetObservation(asset_key=SENSOR_ASSET, metadata={
-            "canary_decision": decision["action"], "reason": decision["reason"], "canary_version": decision["version"],
-            "canary_weight": decision.get("from_weight", decision["weight"]),
-            "figures": dg.MetadataValue.json(decision["figures"])})
+        observation = dg.AssetObservation(
+            asset_key=SENSOR_ASSET,
+            metadata={
+                "canary_decision": decision["action"],
+                "reason": decision["reason"],
+                "canary_version": decision["version"],
+                "canary_weight": decision.get("from_weight", decision["weight"]),
+                "figures": dg.MetadataValue.json(decision["figures"]),
+            },
+        )
         runs = []
         if decision["action"] in ("step", "promote", "rollback"):
-            runs.append(dg.RunRequest(run_key=f"canary-v{decision['version']}-{decision['action']}-{decision['weight']}",
-                                      run_config=run_config(decision, rules.steps),
-                                      tags={"driftline/trigger": "canary", "driftline/canary-action": decision["action"]}))
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"canary-v{decision['version']}-{decision['action']}-{decision['weight']}",
+                    run_config=run_config(decision, rules.steps),
+                    tags={"driftline/trigger": "canary", "driftline/canary-action": decision["action"]},
+                )
+            )
         return dg.SensorResult(run_requests=runs, asset_events=[observation], cursor=json.dumps(new_cursor))
 
     return canary_sensor

@@ -18,8 +18,10 @@ import dagster as dg
 RETRAIN_ASSETS = ["training_set", "fraud_model", "model_evaluation", "seldon_deployment"]
 EPISODE_TAG = "driftline/retrain-episode"
 retrain_job = dg.define_asset_job(
-    "retrain_job", selection=dg.AssetSelection.assets(*RETRAIN_ASSETS),
-    description="Fresh training set (recent data included), model, evaluation gate, canary deployment.")
+    "retrain_job",
+    selection=dg.AssetSelection.assets(*RETRAIN_ASSETS),
+    description="Fresh training set (recent data included), model, evaluation gate, canary deployment.",
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ def on_drift(state: dict, day: str, drifted: bool, version: str, policy: Retrain
     return key
 
 
-def on_performance(state: dict, day: str, first_prediction_day: str, pr_auc, positives: int, version: str,
-                   policy: RetrainPolicy) -> str | None:
+def on_performance(
+    state: dict, day: str, first_prediction_day: str, pr_auc, positives: int, version: str, policy: RetrainPolicy
+) -> str | None:
     """Same for one model_performance result of the champion."""
     if pr_auc is None or positives < policy.min_positives:
         return None
@@ -77,7 +80,8 @@ def _cooling(state: dict, day: str, policy: RetrainPolicy) -> bool:
 
 def _records(instance, key: str, after: int):
     return instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=200, ascending=True).records
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), after_storage_id=after), limit=200, ascending=True
+    ).records
 
 
 def _value(meta, name, default=None):
@@ -96,20 +100,31 @@ def evaluate(instance, cursor: dict, policy: RetrainPolicy) -> tuple[list[dict],
             state["drift_after"] = record.storage_id
             if "reference_model_version" not in meta or _value(meta, "current_rows", 0) == 0:
                 continue
-            key = on_drift(state, day, bool(_value(meta, "drifted")), str(_value(meta, "reference_model_version")),
-                           policy)
+            key = on_drift(
+                state, day, bool(_value(meta, "drifted")), str(_value(meta, "reference_model_version")), policy
+            )
             reason = f"drift {day}: {_value(meta, 'reason')}"
         else:
             state["perf_after"] = record.storage_id
             champion = str(_value(meta, "champion_version", "none"))
             first = str(_value(meta, "prediction_days", day)).split("..")[0]
-            key = on_performance(state, day, first, _value(meta, "champion_pr_auc"),
-                                 int(_value(meta, "champion_positives", 0)), champion, policy)
-            reason = (f"champion v{champion} PR-AUC {_value(meta, 'champion_pr_auc')} < floor {policy.pr_auc_floor}"
-                      f" on predictions {_value(meta, 'prediction_days')}")
+            key = on_performance(
+                state,
+                day,
+                first,
+                _value(meta, "champion_pr_auc"),
+                int(_value(meta, "champion_positives", 0)),
+                champion,
+                policy,
+            )
+            reason = (
+                f"champion v{champion} PR-AUC {_value(meta, 'champion_pr_auc')} < floor {policy.pr_auc_floor}"
+                f" on predictions {_value(meta, 'prediction_days')}"
+            )
         if key:
-            requests.append({"key": key, "trigger": kind if kind == "drift" else "performance", "reason": reason,
-                             "day": day})
+            requests.append(
+                {"key": key, "trigger": kind if kind == "drift" else "performance", "reason": reason, "day": day}
+            )
             notes.append(f"retrain {key}: {reason}")
     return requests, state, notes
 
@@ -118,27 +133,37 @@ def _already_requested(instance, key: str) -> bool:
     return bool(instance.get_run_ids(dg.RunsFilter(tags={EPISODE_TAG: key}), limit=1))
 
 
-def build_drift_sensor(policy: RetrainPolicy | None = None, interval_s: int = 60,
-                       default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED):
+def build_drift_sensor(
+    policy: RetrainPolicy | None = None,
+    interval_s: int = 60,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+):
     policy = policy or RetrainPolicy()
 
-    @dg.sensor(name="drift_sensor", job=retrain_job, minimum_interval_seconds=interval_s,
-               default_status=default_status,
-               description="Retrains (training set .. canary) when drift holds or the champion's PR-AUC drops.")
+    @dg.sensor(
+        name="drift_sensor",
+        job=retrain_job,
+        minimum_interval_seconds=interval_s,
+        default_status=default_status,
+        description="Retrains (training set .. canary) when drift holds or the champion's PR-AUC drops.",
+    )
     def drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         requests, state, notes = evaluate(context.instance, cursor, policy)
         for line in notes:
             context.log.info(line)
-        runs = [dg.RunRequest(
-            run_key=r["key"],
-            run_config={"ops": {"training_set": {"config": dict(policy.training_set)}}},
-            tags={"driftline/trigger": r["trigger"], EPISODE_TAG: r["key"], "driftline/reason": r["reason"][:200]})
-            for r in requests if not _already_requested(context.instance, r["key"])]
+        runs = [
+            dg.RunRequest(
+                run_key=r["key"],
+                run_config={"ops": {"training_set": {"config": dict(policy.training_set)}}},
+                tags={"driftline/trigger": r["trigger"], EPISODE_TAG: r["key"], "driftline/reason": r["reason"][:200]},
+            )
+            for r in requests
+            if not _already_requested(context.instance, r["key"])
+        ]
         cursor_out = json.dumps(state, sort_keys=True)
         if not runs:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no new drift or performance episode"),
-                                   cursor=cursor_out)
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new drift or performance episode"), cursor=cursor_out)
         return dg.SensorResult(run_requests=runs, cursor=cursor_out)
 
     return drift_sensor

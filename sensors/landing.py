@@ -5,7 +5,6 @@ a re-delivered or appended file re-ingests its day (idempotently), and an unchan
 requests nothing. Run keys carry the fingerprint, so a daemon restart cannot duplicate runs.
 """
 
-
 import datetime as dt
 import hashlib
 import json
@@ -33,10 +32,14 @@ def landing_requests(source: LandingFolderEventSource, cursor: dict[str, str], t
             if day < START_DATE or dt.date.fromisoformat(day) > today:
                 skipped[key] = f"outside the partitions {START_DATE}..{today.isoformat()}"
                 continue
-            requests.append(dg.RunRequest(
-                run_key=f"landing/{key}/{fp}", partition_key=day, asset_selection=[dg.AssetKey(asset)],
-                tags={"driftline/trigger": "landing", "driftline/files": str(len(entries))},
-            ))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"landing/{key}/{fp}",
+                    partition_key=day,
+                    asset_selection=[dg.AssetKey(asset)],
+                    tags={"driftline/trigger": "landing", "driftline/files": str(len(entries))},
+                )
+            )
             new_cursor[key] = fp
     return requests, new_cursor, skipped
 

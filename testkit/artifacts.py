@@ -18,8 +18,11 @@ SERVED = [f for f in spec.SERVED_FEATURES if f not in (spec.USER_LAST_TXN_EPOCH_
 
 def small_schema(version: str = "1", model_name: str = "driftline-fraud") -> FeatureSchema:
     """A schema over the served features with fixed scalings (no fitting)."""
-    cats = [CategoricalFeature("category", CATEGORIES), CategoricalFeature("country", COUNTRIES),
-            CategoricalFeature("channel", CHANNELS)]
+    cats = [
+        CategoricalFeature("category", CATEGORIES),
+        CategoricalFeature("country", COUNTRIES),
+        CategoricalFeature("channel", CHANNELS),
+    ]
     nums = [NumericFeature("amount", "log1p", 3.5, 1.2, 30.0)]
     nums += [NumericFeature(n, "identity", 1.0, 2.0, 0.0) for n in SERVED]
     return FeatureSchema(model_name=model_name, model_version=str(version), categorical=cats, numeric=nums)
@@ -44,6 +47,14 @@ def sample_rows(n: int, seed: int = 0) -> tuple[list[str], list[list]]:
 
     rng = random.Random(seed)
     names = ["category", "country", "channel", "amount", *SERVED]
-    rows = [[rng.choice(CATEGORIES), rng.choice(COUNTRIES), rng.choice(CHANNELS), round(rng.uniform(1, 500), 2),
-             *[round(rng.uniform(0, 5), 3) for _ in SERVED]] for _ in range(n)]
+    rows = [
+        [
+            rng.choice(CATEGORIES),
+            rng.choice(COUNTRIES),
+            rng.choice(CHANNELS),
+            round(rng.uniform(1, 500), 2),
+            *[round(rng.uniform(0, 5), 3) for _ in SERVED],
+        ]
+        for _ in range(n)
+    ]
     return names, rows

@@ -37,8 +37,9 @@ def land_days(lake, world, days: list[dt.date]) -> None:
 
     for d in days:
         for contract, frame in ((TRANSACTIONS, world.transactions(d)), (LABELS, world.labels(d))):
-            table = pa.Table.from_pandas(frame[list(contract.columns)], schema=storage_schema(contract),
-                                         preserve_index=False)
+            table = pa.Table.from_pandas(
+                frame[list(contract.columns)], schema=storage_schema(contract), preserve_index=False
+            )
             lake.write_partition(contract.name, d.isoformat(), table)
 
 
@@ -49,9 +50,15 @@ def build_features(resources: dict, days: list[dt.date], snapshot_days: list[dt.
     Feast registry (`feast_registry`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from assets.feature_store import (MERCHANT_STATE_TABLE, RAW_LABELS_TABLE, TRANSACTION_FEATURES_TABLE,
-                                      USER_STATE_TABLE, compute_merchant_state, compute_user_state,
-                                      snapshot_instant)
+    from assets.feature_store import (
+        MERCHANT_STATE_TABLE,
+        RAW_LABELS_TABLE,
+        TRANSACTION_FEATURES_TABLE,
+        USER_STATE_TABLE,
+        compute_merchant_state,
+        compute_user_state,
+        snapshot_instant,
+    )
     from assets.features import split_by_day
     from assets.partitions import LOOKBACK_DAYS, day_bounds, days_back
 
@@ -66,16 +73,18 @@ def build_features(resources: dict, days: list[dt.date], snapshot_days: list[dt.
         label_files = lake.existing_partition_files(RAW_LABELS_TABLE, days_back(d, LOOKBACK_DAYS - 1))
         as_of = snapshot_instant(d.isoformat())
         lake.write_partition(USER_STATE_TABLE, d.isoformat(), compute_user_state(tx_files, as_of, lake))
-        lake.write_partition(MERCHANT_STATE_TABLE, d.isoformat(),
-                             compute_merchant_state(tx_files, label_files, as_of, lake))
+        lake.write_partition(
+            MERCHANT_STATE_TABLE, d.isoformat(), compute_merchant_state(tx_files, label_files, as_of, lake)
+        )
 
     with ThreadPoolExecutor(2) as pool:  # small DuckDB queries: two at a time hide their overheads
         list(pool.map(snapshot, snapshot_days))
     resources["feast"].apply()
 
 
-def train_champion(resources: dict, cutoff: dt.date, window_days: int, maturity_days: int,
-                   training: dict | None = None, instance=None) -> str:
+def train_champion(
+    resources: dict, cutoff: dt.date, window_days: int, maturity_days: int, training: dict | None = None, instance=None
+) -> str:
     """`training_set` (Feast point-in-time features, labels known before `cutoff`) and
     `fraud_model` (Lightning, logged and registered in MLflow) in one Dagster run, as the retraining
     job runs them; the registered version becomes champion. Returns the version.
@@ -89,13 +98,22 @@ def train_champion(resources: dict, cutoff: dt.date, window_days: int, maturity_
 
     cutoff_ts = dt.datetime.combine(cutoff, dt.time()).isoformat()
     result = dg.materialize(
-        [training_set, fraud_model], resources=resources, instance=instance,
-        run_config={"ops": {
-            "training_set": {"config": {"window_days": window_days, "maturity_days": maturity_days,
-                                        "cutoff": cutoff_ts}},
-            "fraud_model": {"config": {"accelerator": "cpu", **(training or {})}}}})
-    meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+        [training_set, fraud_model],
+        resources=resources,
+        instance=instance,
+        run_config={
+            "ops": {
+                "training_set": {
+                    "config": {"window_days": window_days, "maturity_days": maturity_days, "cutoff": cutoff_ts}
+                },
+                "fraud_model": {"config": {"accelerator": "cpu", **(training or {})}},
+            }
+        },
+    )
+    meta = {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
     version = str(meta["fraud_model"]["model_version"])
     registry = resources["mlflow_registry"]
     registry.set_alias(CHAMPION, version)
@@ -123,11 +141,12 @@ def champion_scores(resources: dict, version: str, days: list[dt.date]) -> dict[
         model = ServingModel(resources["mlflow_registry"].serving_artifact(version, tmp))
     scores = model.score_columns({c: served[c].to_numpy() for c in model.schema.feature_names})
     bounds = np.cumsum([0] + [len(f) for f in frames])
-    return {d.isoformat(): scores[bounds[k]:bounds[k + 1]] for k, d in enumerate(days)}
+    return {d.isoformat(): scores[bounds[k] : bounds[k + 1]] for k, d in enumerate(days)}
 
 
-def write_prediction_log(lake_root, day: str, tx, scores, model_version: str = "1",
-                         predictor: str = "main", deployment: str = "fraud") -> Path | str:
+def write_prediction_log(
+    lake_root, day: str, tx, scores, model_version: str = "1", predictor: str = "main", deployment: str = "fraud"
+) -> Path | str:
     """One Parquet file under prediction_log/date=<day>/, columns as the ingress writes them.
 
     `lake_root`: a local root (str / Path), or a `Lake` resource (any root, object stores
@@ -138,18 +157,20 @@ def write_prediction_log(lake_root, day: str, tx, scores, model_version: str = "
     records = tx[RAW_FIELDS].assign(event_ts=tx["event_ts"].dt.strftime("%Y-%m-%dT%H:%M:%S")).to_dict("records")
     ts = tx["event_ts"].dt.tz_localize("UTC").to_numpy()
     n = len(tx)
-    table = pa.table({
-        "request_id": pa.array([r["event_id"] for r in records], pa.string()),
-        "row": pa.array([0] * n, pa.int32()),
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "subject": pa.array(["simulator"] * n, pa.string()),
-        "deployment": pa.array([deployment] * n, pa.string()),
-        "predictor": pa.array([predictor] * n, pa.string()),
-        "model_version": pa.array([str(model_version)] * n, pa.string()),
-        "features": pa.array([json.dumps(r, default=_plain) for r in records], pa.string()),
-        "score": pa.array(scores, pa.float32()),
-        "latency_ms": pa.array([1.0] * n, pa.float64()),
-    })
+    table = pa.table(
+        {
+            "request_id": pa.array([r["event_id"] for r in records], pa.string()),
+            "row": pa.array([0] * n, pa.int32()),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "subject": pa.array(["simulator"] * n, pa.string()),
+            "deployment": pa.array([deployment] * n, pa.string()),
+            "predictor": pa.array([predictor] * n, pa.string()),
+            "model_version": pa.array([str(model_version)] * n, pa.string()),
+            "features": pa.array([json.dumps(r, default=_plain) for r in records], pa.string()),
+            "score": pa.array(scores, pa.float32()),
+            "latency_ms": pa.array([1.0] * n, pa.float64()),
+        }
+    )
     name = f"part-sim-{model_version}-{predictor}.parquet"
     if hasattr(lake_root, "write_partition_file"):  # a Lake
         if lake_root.is_remote:
@@ -189,8 +210,16 @@ def register_stand_in_champion(registry) -> str:
     return str(version.version)
 
 
-def replay(resources: dict, instance, days: list[dt.date], policy, scores: dict, version: str = "1",
-           engine: str = "numpy", tick=None) -> list[dict]:
+def replay(
+    resources: dict,
+    instance,
+    days: list[dt.date],
+    policy,
+    scores: dict,
+    version: str = "1",
+    engine: str = "numpy",
+    tick=None,
+) -> list[dict]:
     """Day by day as production would see it: the day's traffic with its `scores` (ISO day ->
     scores, e.g. `champion_scores`) in the prediction log, then drift_report and model_performance
     of the day, then a tick of the drift sensor's logic (`tick(instance, cursor) -> (requests,
@@ -209,15 +238,22 @@ def replay(resources: dict, instance, days: list[dt.date], policy, scores: dict,
     for d in days:
         day = d.isoformat()
         write_prediction_log(lake, day, world.transactions(d), scores[day], model_version=version)
-        result = dg.materialize([monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance],
-                                selection=[monitoring.drift_report, monitoring.model_performance], partition_key=day,
-                                resources=resources, instance=instance,
-                                run_config={"ops": {"drift_report": {"config": {"engine": engine}}}})
-        meta = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-                for e in result.get_asset_materialization_events()}
+        result = dg.materialize(
+            [monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance],
+            selection=[monitoring.drift_report, monitoring.model_performance],
+            partition_key=day,
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"drift_report": {"config": {"engine": engine}}}},
+        )
+        meta = {
+            e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()
+        }
         requests, cursor = tick(instance, cursor)
-        out.append({"day": day, "drift": meta["drift_report"], "performance": meta["model_performance"],
-                    "requests": requests})
+        out.append(
+            {"day": day, "drift": meta["drift_report"], "performance": meta["model_performance"], "requests": requests}
+        )
     return out
 
 

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from resources import (DataQuality, FeastStore, FeatureEngine, Lake, MlflowRegistry, SeldonTarget,
-                       SyntheticEventSource, Warehouse)
+from resources import (
+    DataQuality,
+    FeastStore,
+    FeatureEngine,
+    Lake,
+    MlflowRegistry,
+    SeldonTarget,
+    SyntheticEventSource,
+    Warehouse,
+)
 from testkit.worlds import SMALL_WORLD
 
 
@@ -20,10 +28,10 @@ def make_resources(root, event_source=None, **quality) -> dict:
         "feature_engine": FeatureEngine(threads=2),
         "quality": DataQuality(**quality),
         "feast": FeastStore(lake=lake, repo_dir=str(root / "feast")),
-        "mlflow_registry": MlflowRegistry(tracking_uri=f"sqlite:///{root}/mlflow.db",
-                                          artifact_root=str(root / "mlartifacts")),
-        "seldon_target": SeldonTarget(serving_dir=str(root / "serving"), lake=lake,
-                                      feast_repo=str(root / "feast")),
+        "mlflow_registry": MlflowRegistry(
+            tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "mlartifacts")
+        ),
+        "seldon_target": SeldonTarget(serving_dir=str(root / "serving"), lake=lake, feast_repo=str(root / "feast")),
     }
 
 

@@ -28,17 +28,23 @@ from testkit.serving import SECRET, SERVING_PY
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = CanaryPolicy(steps=[10, 25, 50, 100], min_requests=12, max_failed_checks=2, p99_slack_s=0.1)
-pytestmark = [pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")]
+pytestmark = [
+    pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"),
+]
 
 
 def register(registry: MlflowRegistry, tmp: Path, seed: int, passed: bool = True, interface: str | None = None) -> str:
     mlflow, exp = registry.setup()
     art = build_artifact(tmp / f"artifact-{seed}", "unregistered", seed=seed)
     with mlflow.start_run(experiment_id=exp):
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(ROOT / "ml" / "pyfunc_model.py"),
-                                       artifacts={"serving": str(art)}, code_paths=[str(ROOT / "seldon")],
-                                       pip_requirements=["torch==2.13.0", "numpy"])
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(ROOT / "ml" / "pyfunc_model.py"),
+            artifacts={"serving": str(art)},
+            code_paths=[str(ROOT / "seldon")],
+            pip_requirements=["torch==2.13.0", "numpy"],
+        )
     version = str(mlflow.register_model(info.model_uri, registry.model_name).version)
     client = registry.client()
     client.set_model_version_tag(registry.model_name, version, STATUS_TAG, "passed" if passed else "rejected")
@@ -51,16 +57,24 @@ def register(registry: MlflowRegistry, tmp: Path, seed: int, passed: bool = True
 def setup(tmp_path):
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=str(tmp_path / "mlart"))
-    target = SeldonTarget(serving_dir=str(tmp_path / "serving"), lake=Lake(root=str(tmp_path / "lake")),
-                          feast_repo=str(tmp_path / "no-feast"), ingress_url=f"http://127.0.0.1:{free_port()}",
-                          canary=POLICY)
+    target = SeldonTarget(
+        serving_dir=str(tmp_path / "serving"),
+        lake=Lake(root=str(tmp_path / "lake")),
+        feast_repo=str(tmp_path / "no-feast"),
+        ingress_url=f"http://127.0.0.1:{free_port()}",
+        canary=POLICY,
+    )
     yield registry, target, tmp_path
     target.stop_runtime()
 
 
 def materialize(registry, target, config: dict | None = None):
-    result = dg.materialize([seldon_deployment], resources={"mlflow_registry": registry, "seldon_target": target},
-                            run_config=config or {}, raise_on_error=True)
+    result = dg.materialize(
+        [seldon_deployment],
+        resources={"mlflow_registry": registry, "seldon_target": target},
+        run_config=config or {},
+        raise_on_error=True,
+    )
     return {k: v.value for k, v in result.asset_materializations_for_node("seldon_deployment")[0].metadata.items()}
 
 

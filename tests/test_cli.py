@@ -28,8 +28,9 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def test_help_of_the_command_runs_in_a_fresh_process():
-    out = subprocess.run([sys.executable, "-m", "driftline.cli", "--help"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert all(c in out.stdout for c in ("token", "endpoint", "demo", "dev"))
 
@@ -68,15 +69,17 @@ def test_token_without_any_secret_says_where_one_comes_from(data_dir, capsys):
 def test_endpoint_prints_the_url_and_a_curl_example_for_the_applied_manifest(data_dir, monkeypatch, capsys):
     monkeypatch.setenv("DRIFTLINE_INGRESS_URL", "http://127.0.0.1:18080")
     (data_dir / "jwt.secret").write_text(SECRET)
-    predictors = [mf.Predictor("main", "driftline-fraud", "3", str(data_dir / "m3"), traffic=90),
-                  mf.Predictor("canary", "driftline-fraud", "4", str(data_dir / "m4"), traffic=10)]
+    predictors = [
+        mf.Predictor("main", "driftline-fraud", "3", str(data_dir / "m3"), traffic=90),
+        mf.Predictor("canary", "driftline-fraud", "4", str(data_dir / "m4"), traffic=10),
+    ]
     mf.write(mf.render("payments", "risk", predictors, image="x"), data_dir / "serving" / "seldondeployment.yaml")
     assert cli.main(["endpoint"]) == 0
     out = capsys.readouterr().out
     url = "http://127.0.0.1:18080/seldon/risk/payments/api/v1.0/predictions"
     assert f"ingress:     {url}" in out
     assert "main v3 90 %" in out and "canary v4 10 %" in out
-    curl = shlex.split(out[out.index("curl "):].replace("\\\n", " "))
+    curl = shlex.split(out[out.index("curl ") :].replace("\\\n", " "))
     assert curl[:3] == ["curl", "-s", url]
     token = curl[curl.index("-H") + 1].removeprefix("Authorization: Bearer ")
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["scope"] == "predict"

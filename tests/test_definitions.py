@@ -13,15 +13,23 @@ HEAVY = ["feast", "lightning", "torch", "evidently", "mlflow", "pyspark", "pande
 def test_definitions_validate_with_the_dagster_cli(tmp_path):
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path))
     cli = Path(sys.executable).with_name("dagster")
-    out = subprocess.run([str(cli), "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(cli), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
 
 
 def test_importing_definitions_pulls_in_no_heavy_library():
-    code = ("import json, sys, time; t = time.perf_counter(); import definitions; "
-            "print(json.dumps({'s': time.perf_counter() - t, 'mods': sorted(sys.modules)}))")
+    code = (
+        "import json, sys, time; t = time.perf_counter(); import definitions; "
+        "print(json.dumps({'s': time.perf_counter() - t, 'mods': sorted(sys.modules)}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])

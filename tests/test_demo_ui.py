@@ -26,15 +26,31 @@ GROUPS = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
-    env = dict(os.environ, DRIFTLINE_DATA_DIR=str(data), DAGSTER_HOME=str(data / "dagster_home"),
-               DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{free_port()}")
+    env = dict(
+        os.environ,
+        DRIFTLINE_DATA_DIR=str(data),
+        DAGSTER_HOME=str(data / "dagster_home"),
+        DRIFTLINE_INGRESS_URL=f"http://127.0.0.1:{free_port()}",
+    )
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "driftline.cli", "demo", "--profile", "ci"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "demo", "--profile", "ci"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     timeline = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     (data / "timeline.txt").write_text("\n".join(timeline))
-    return {"data": data, "env": env, "rc": proc.returncode, "timeline": timeline,
-            "stderr": proc.stderr[-3000:], "seconds": time.monotonic() - started}
+    return {
+        "data": data,
+        "env": env,
+        "rc": proc.returncode,
+        "timeline": timeline,
+        "stderr": proc.stderr[-3000:],
+        "seconds": time.monotonic() - started,
+    }
 
 
 def test_demo_runs_the_closed_loop(demo):
@@ -60,8 +76,13 @@ def browser(demo):
 
     port = free_port()
     # What `make dev` (`driftline dev`) runs: the webserver and the daemon (`dagster dev`) and the serving stack.
-    dev = subprocess.Popen([sys.executable, "-m", "driftline.cli", "dev", "--port", str(port)], cwd=ROOT, env=demo["env"],
-                           stdout=open(demo["data"] / "dev.log", "w"), stderr=subprocess.STDOUT)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "driftline.cli", "dev", "--port", str(port)],
+        cwd=ROOT,
+        env=demo["env"],
+        stdout=open(demo["data"] / "dev.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -119,8 +140,9 @@ def test_drift_report_has_a_materialization(browser):
 def _graphql(url: str, query: str) -> dict:
     import json
 
-    req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url + "/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["data"]
 
@@ -129,8 +151,10 @@ def test_make_dev_runs_sensors_and_serving(browser, demo):
     """`make dev`'s daemon evaluates the sensors (they start switched on) and the demo's last
     deployment answers through the ingress."""
     _, url = browser
-    sensors = _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name "
-                            "sensorState { status } } } } } }")["repositoriesOrError"]["nodes"][0]["sensors"]
+    sensors = _graphql(
+        url,
+        "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name sensorState { status } } } } } }",
+    )["repositoriesOrError"]["nodes"][0]["sensors"]
     status = {s["name"]: s["sensorState"]["status"] for s in sensors}
     assert all(status.get(s) == "RUNNING" for s in ("drift_sensor", "canary_sensor", "automation_sensor")), status
     deadline, healthy = time.monotonic() + 120, {}

@@ -35,9 +35,12 @@ def _ok(result):
 
 
 def test_run_launcher_config_passes_dagster_k8s_schema(monkeypatch):
-    for var, value in {"DAGSTER_HOME": "/opt/dagster/dagster_home", "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "dagster-instance",
-                       "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
-                       "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": "dagster-pipeline-env"}.items():
+    for var, value in {
+        "DAGSTER_HOME": "/opt/dagster/dagster_home",
+        "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "dagster-instance",
+        "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
+        "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": "dagster-pipeline-env",
+    }.items():
         monkeypatch.setenv(var, value)
     value = _ok(process_config(K8sRunLauncher.config_type(), kc.K8S_RUN_LAUNCHER_CONFIG))
     assert value["instance_config_map"] == "dagster-instance"
@@ -78,12 +81,19 @@ def _job_for(tags: dict) -> dict:
     """The step Job dagster-k8s would submit for an op carrying `tags`, as a manifest dict."""
     user_config = get_user_defined_k8s_config(tags)
     job = construct_dagster_k8s_job(
-        DagsterK8sJobConfig(job_image="registry.example.com/driftline/user-code:0.1.0",
-                            dagster_home="/opt/dagster/dagster_home", instance_config_map="dagster-instance",
-                            env_config_maps=["driftline-env"], env_secrets=["driftline-secrets"],
-                            volume_mounts=kc.K8S_RUN_LAUNCHER_CONFIG["volume_mounts"],
-                            volumes=kc.K8S_RUN_LAUNCHER_CONFIG["volumes"]),
-        args=["dagster", "api", "execute_step"], job_name="dagster-step-test", user_defined_k8s_config=user_config)
+        DagsterK8sJobConfig(
+            job_image="registry.example.com/driftline/user-code:0.1.0",
+            dagster_home="/opt/dagster/dagster_home",
+            instance_config_map="dagster-instance",
+            env_config_maps=["driftline-env"],
+            env_secrets=["driftline-secrets"],
+            volume_mounts=kc.K8S_RUN_LAUNCHER_CONFIG["volume_mounts"],
+            volumes=kc.K8S_RUN_LAUNCHER_CONFIG["volumes"],
+        ),
+        args=["dagster", "api", "execute_step"],
+        job_name="dagster-step-test",
+        user_defined_k8s_config=user_config,
+    )
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
     return {"apiVersion": "batch/v1", "kind": "Job", **manifest}
 

@@ -40,7 +40,8 @@ def test_every_manifest_is_checked_by_one_validator():
     known = {a for a, _ in kinds if a in CORE_GROUPS} | {"machinelearning.seldon.io/v1", "security.istio.io/v1"}
     assert {a for a, _ in kinds} <= known
     assert {"Deployment", "Service", "SeldonDeployment", "AuthorizationPolicy", "RequestAuthentication"} <= {
-        k for _, k in kinds}
+        k for _, k in kinds
+    }
 
 
 def test_strict_validation_catches_a_typo():
@@ -92,8 +93,10 @@ def test_istio_policies_require_the_local_ingress_scopes():
     assert deny["action"] == "DENY" and deny["rules"][0]["from"][0]["source"]["notRequestPrincipals"] == ["*"]
 
 
-@pytest.mark.parametrize("dockerfile,env,project", [("Dockerfile.user-code", "orchestration", "."),
-                                                    ("Dockerfile.serving", "serving", "./seldon")])
+@pytest.mark.parametrize(
+    "dockerfile,env,project",
+    [("Dockerfile.user-code", "orchestration", "."), ("Dockerfile.serving", "serving", "./seldon")],
+)
 def test_dockerfiles_install_the_distribution_make_setup_installs(dockerfile, env, project):
     """The images install the same distribution with the same lock as `make setup` (less the
     test extra), never folders copied one by one onto a PYTHONPATH."""
@@ -116,9 +119,15 @@ def test_prediction_log_sink_pairs_request_and_response_events(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     request = {"data": {"names": ["amount", "user_id"], "ndarray": [[12.5, 7], [99.0, 8]]}}
     response = {"data": {"names": ["fraud_score"], "ndarray": [[0.1], [0.9]]}, "meta": {}}
-    headers = {"Ce-Id": "puid-1", "Ce-Inferenceservicename": "fraud", "Ce-Endpoint": "main",
-               "Ce-Modelid": "fraud-model", "Ce-Specversion": "1.0", "Ce-Source": "test",
-               "Content-Type": "application/json"}
+    headers = {
+        "Ce-Id": "puid-1",
+        "Ce-Inferenceservicename": "fraud",
+        "Ce-Endpoint": "main",
+        "Ce-Modelid": "fraud-model",
+        "Ce-Specversion": "1.0",
+        "Ce-Source": "test",
+        "Content-Type": "application/json",
+    }
     for kind, body in (("request", request), ("response", response)):
         con = http.client.HTTPConnection("127.0.0.1", server.server_port)
         con.request("POST", "/", json.dumps(body), {**headers, "Ce-Type": f"io.seldon.serving.inference.{kind}"})

@@ -13,8 +13,12 @@ from testkit.simulate import reference_from_days
 WORLD = dict(seed=2, n_users=20_000, n_merchants=2_000, events_per_day=40_000, fraud_rate=0.004)
 START, DRIFT_START = dt.date(2026, 10, 1), dt.date(2026, 10, 15)
 FEATURES = (["category", "country", "channel"], ["amount", "hour_of_day"])
-DAYS = [DRIFT_START - dt.timedelta(days=1), DRIFT_START, DRIFT_START + dt.timedelta(days=1),
-        DRIFT_START + dt.timedelta(days=5)]
+DAYS = [
+    DRIFT_START - dt.timedelta(days=1),
+    DRIFT_START,
+    DRIFT_START + dt.timedelta(days=1),
+    DRIFT_START + dt.timedelta(days=5),
+]
 FULL = DriftConfig(reference_cap=10**9, current_cap=10**9)
 
 
@@ -26,8 +30,9 @@ def reference():
 
 @pytest.mark.parametrize("scenario", ["none", "covariate", "concept"])
 def test_sampled_decisions_equal_full_data_decisions(reference, scenario, capsys):
-    world = SyntheticEventSource(**WORLD, drift_scenario=scenario,
-                                 drift_start=None if scenario == "none" else DRIFT_START.isoformat()).world()
+    world = SyntheticEventSource(
+        **WORLD, drift_scenario=scenario, drift_start=None if scenario == "none" else DRIFT_START.isoformat()
+    ).world()
     lines = []
     for day in DAYS:
         current = reference_from_days(world, [day])
@@ -39,12 +44,16 @@ def test_sampled_decisions_equal_full_data_decisions(reference, scenario, capsys
         assert sampled.drifted_features == full.drifted_features, (day, sampled.scores, full.scores)
         gap = max(abs(sampled.scores[f] - full.scores[f]) / max(1.0, full.scores[f] / 0.1) for f in full.scores)
         margin = min(abs(f.score - f.threshold) for f in full.features)
-        lines.append(f"{day} drifted={full.drifted} ({','.join(full.drifted_features) or '-'}) "
-                     f"max sampling error {gap:.4f} (relative to 0.1 above it), nearest score to its threshold {margin:.3f}, "
-                     f"refined on all rows: {sampled.refined or '-'}")
+        lines.append(
+            f"{day} drifted={full.drifted} ({','.join(full.drifted_features) or '-'}) "
+            f"max sampling error {gap:.4f} (relative to 0.1 above it), nearest score to its threshold {margin:.3f}, "
+            f"refined on all rows: {sampled.refined or '-'}"
+        )
         assert gap < 0.03  # sampling noise well below the 0.1 thresholds (and ~10 % of larger scores)
     if scenario == "covariate":
-        assert [full.drifted for full in [drift_decision(reference, reference_from_days(world, [d]), FEATURES, FULL)
-                                          for d in DAYS[-1:]]] == [True]
+        assert [
+            full.drifted
+            for full in [drift_decision(reference, reference_from_days(world, [d]), FEATURES, FULL) for d in DAYS[-1:]]
+        ] == [True]
     with capsys.disabled():
         print(f"\n{scenario}: " + "\n  ".join(lines))

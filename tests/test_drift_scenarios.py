@@ -25,8 +25,15 @@ import pytest
 from assets.partitions import LOOKBACK_DAYS
 from resources import SyntheticEventSource
 from sensors.drift import RetrainPolicy, build_drift_sensor
-from testkit.simulate import (build_features, champion_scores, days_between, land_days, replay, seed_history,
-                              train_champion)
+from testkit.simulate import (
+    build_features,
+    champion_scores,
+    days_between,
+    land_days,
+    replay,
+    seed_history,
+    train_champion,
+)
 
 
 WORLD = dict(seed=11, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
@@ -61,21 +68,29 @@ def champion(tmp_path_factory, make_resources):
     before_drift = days_between(START, DRIFT_START)
     land_days(lake, world, before_drift)
     build_features(resources, before_drift, before_drift)
-    return {"root": root, "registry": resources["mlflow_registry"], "version": version, "world": world,
-            "scores": champion_scores(resources, version, before_drift)}
+    return {
+        "root": root,
+        "registry": resources["mlflow_registry"],
+        "version": version,
+        "world": world,
+        "scores": champion_scores(resources, version, before_drift),
+    }
 
 
 def _sensor_tick(sensor):
     def tick(instance, cursor):
         result = sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cursor) if cursor else None))
-        return [{"key": r.run_key, "trigger": r.tags["driftline/trigger"]} for r in result.run_requests or []], \
-            json.loads(result.cursor)
+        return [
+            {"key": r.run_key, "trigger": r.tags["driftline/trigger"]} for r in result.run_requests or []
+        ], json.loads(result.cursor)
+
     return tick
 
 
 def _scenario(tmp_path, champion, scenario, make_resources):
-    source = SyntheticEventSource(**WORLD, drift_scenario=scenario,
-                                  drift_start=None if scenario == "none" else DRIFT_START.isoformat())
+    source = SyntheticEventSource(
+        **WORLD, drift_scenario=scenario, drift_start=None if scenario == "none" else DRIFT_START.isoformat()
+    )
     world = source.world()
     last_shared = DRIFT_START - dt.timedelta(days=1)
     pd.testing.assert_frame_equal(world.transactions(last_shared), champion["world"].transactions(last_shared))
@@ -89,8 +104,15 @@ def _scenario(tmp_path, champion, scenario, make_resources):
     build_features(resources, drifting, drifting[:-1])
     scores = champion["scores"] | champion_scores(resources, version, drifting)
     seed_history(resources, HISTORY_DAYS, scores, version)
-    records = replay(resources, dg.DagsterInstance.ephemeral(), days, POLICY, scores, version,
-                     tick=_sensor_tick(build_drift_sensor(POLICY)))
+    records = replay(
+        resources,
+        dg.DagsterInstance.ephemeral(),
+        days,
+        POLICY,
+        scores,
+        version,
+        tick=_sensor_tick(build_drift_sensor(POLICY)),
+    )
     keys = {}
     for r in records:  # the daemon launches a run key once
         for req in r["requests"]:
@@ -121,11 +143,13 @@ def test_no_drift_over_many_windows_triggers_no_retraining(tmp_path, champion, c
     perf = _pr_aucs(records)
     assert len(perf) >= 30
     with capsys.disabled():
-        print(f"\nno-drift: {len(windows)} daily windows, {drifted} drifted (false-positive rate "
-              f"{drifted / len(windows):.1%}); per-feature flags {flags}; max score per feature "
-              f"{ {f: round(v, 3) for f, v in worst.items()} } (threshold 0.1); retrainings {len(keys)}; "
-              f"champion PR-AUC over {len(perf)} windows {min(perf):.3f}..{max(perf):.3f} "
-              f"(floor {POLICY.pr_auc_floor})")
+        print(
+            f"\nno-drift: {len(windows)} daily windows, {drifted} drifted (false-positive rate "
+            f"{drifted / len(windows):.1%}); per-feature flags {flags}; max score per feature "
+            f"{ {f: round(v, 3) for f, v in worst.items()} } (threshold 0.1); retrainings {len(keys)}; "
+            f"champion PR-AUC over {len(perf)} windows {min(perf):.3f}..{max(perf):.3f} "
+            f"(floor {POLICY.pr_auc_floor})"
+        )
     assert len(windows) >= 40
     assert drifted == 0 and keys == {}
     assert windows[0]["reference_source"] == "training_set train split"  # the champion's, cached on first use
@@ -135,7 +159,7 @@ def test_no_drift_over_many_windows_triggers_no_retraining(tmp_path, champion, c
 def test_covariate_drift_triggers_exactly_one_retraining(tmp_path, champion, capsys, make_resources):
     records, keys = _scenario(tmp_path, champion, "covariate", make_resources)
     assert len(keys) == 1, keys
-    (key, (day, trigger)), = keys.items()
+    ((key, (day, trigger)),) = keys.items()
     assert trigger == "drift" and key.startswith("drift-v")
     lag = (dt.date.fromisoformat(day) - DRIFT_START).days
     before = [r for r in records if r["day"] < DRIFT_START.isoformat()]
@@ -144,15 +168,17 @@ def test_covariate_drift_triggers_exactly_one_retraining(tmp_path, champion, cap
     after = [r for r in records if r["day"] > day]
     assert after and all(r["drift"]["drifted"] for r in after)  # drift persists: same episode, no new run
     with capsys.disabled():
-        print(f"\ncovariate drift from {DRIFT_START}: retraining {key} requested on {day} (lag {lag} d); "
-              f"scores that day {records[[r['day'] for r in records].index(day)]['drift']['scores']}")
+        print(
+            f"\ncovariate drift from {DRIFT_START}: retraining {key} requested on {day} (lag {lag} d); "
+            f"scores that day {records[[r['day'] for r in records].index(day)]['drift']['scores']}"
+        )
 
 
 def test_concept_drift_triggers_exactly_one_retraining_from_labels(tmp_path, champion, capsys, make_resources):
     records, keys = _scenario(tmp_path, champion, "concept", make_resources)
     assert not any(r["drift"]["drifted"] for r in records)  # the inputs barely move
     assert len(keys) == 1, keys
-    (key, (day, trigger)), = keys.items()
+    ((key, (day, trigger)),) = keys.items()
     assert trigger == "performance" and key.startswith("performance-v")
     by_day = {r["day"]: r["performance"] for r in records}
     assert by_day[day]["champion_pr_auc"] < POLICY.pr_auc_floor
@@ -163,8 +189,10 @@ def test_concept_drift_triggers_exactly_one_retraining_from_labels(tmp_path, cha
     assert before and after
     highest = {f: round(max(r["drift"]["scores"][f] for r in records), 3) for f in records[0]["drift"]["scores"]}
     with capsys.disabled():
-        print(f"\nconcept drift from {DRIFT_START}: retraining {key} requested on {day}: champion PR-AUC "
-              f"{by_day[day]['champion_pr_auc']:.3f} on predictions {by_day[day]['prediction_days']}; "
-              f"windows before the drift {min(before):.3f}..{max(before):.3f}, "
-              f"wholly after the ramp {min(after):.3f}..{max(after):.3f}; highest drift scores {highest}")
+        print(
+            f"\nconcept drift from {DRIFT_START}: retraining {key} requested on {day}: champion PR-AUC "
+            f"{by_day[day]['champion_pr_auc']:.3f} on predictions {by_day[day]['prediction_days']}; "
+            f"windows before the drift {min(before):.3f}..{max(before):.3f}, "
+            f"wholly after the ramp {min(after):.3f}..{max(after):.3f}; highest drift scores {highest}"
+        )
     assert min(before) > POLICY.pr_auc_floor > max(after)  # the real model separates them

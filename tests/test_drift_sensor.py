@@ -12,14 +12,28 @@ POLICY = RetrainPolicy(min_drifted_windows=2, cooldown_days=7, pr_auc_floor=0.5,
 
 
 def _drift(instance, day, drifted, version="1"):
-    instance.report_runless_asset_event(dg.AssetMaterialization("drift_report", partition=day, metadata={
-        "drifted": drifted, "reference_model_version": version, "current_rows": 1000, "reason": "test"}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "drift_report",
+            partition=day,
+            metadata={"drifted": drifted, "reference_model_version": version, "current_rows": 1000, "reason": "test"},
+        )
+    )
 
 
 def _perf(instance, day, pr_auc, first_day, version="1", positives=50):
-    instance.report_runless_asset_event(dg.AssetMaterialization("model_performance", partition=day, metadata={
-        "champion_version": version, "champion_pr_auc": pr_auc, "champion_positives": positives,
-        "prediction_days": f"{first_day}..{first_day}"}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "model_performance",
+            partition=day,
+            metadata={
+                "champion_version": version,
+                "champion_pr_auc": pr_auc,
+                "champion_positives": positives,
+                "prediction_days": f"{first_day}..{first_day}",
+            },
+        )
+    )
 
 
 def _tick(instance, cursor, policy=POLICY):

@@ -23,11 +23,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.feature_store import (
-    FEATURE_STORE_ASSETS, compute_merchant_state, compute_user_state, feast_registry, merchant_state,
-    online_features, user_state,
+    FEATURE_STORE_ASSETS,
+    compute_merchant_state,
+    compute_user_state,
+    feast_registry,
+    merchant_state,
+    online_features,
+    user_state,
 )
 from resources.feast_repo.schema import (
-    MERCHANT_STATE_FEATURES, ON_DEMAND_FEATURES, SERVED_FEATURES, USER_STATE_FEATURES,
+    MERCHANT_STATE_FEATURES,
+    ON_DEMAND_FEATURES,
+    SERVED_FEATURES,
+    USER_STATE_FEATURES,
 )
 from assets.features import transaction_features
 from assets.ingestion import raw_labels, raw_transactions
@@ -44,8 +52,10 @@ DROPOUT_USER, DROPOUT_MERCHANT = 10_001, 10_001
 UNKNOWN_USER, UNKNOWN_MERCHANT = 20_001, 20_001
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::FutureWarning", "ignore::DeprecationWarning",
-    "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies")
+    "ignore::FutureWarning",
+    "ignore::DeprecationWarning",
+    "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies",
+)
 
 
 def _materialize(assets, resources, partition_key=None):
@@ -78,14 +88,21 @@ def world(tmp_path_factory, make_resources):
     for d in DAYS:
         _materialize([raw_transactions, raw_labels, transaction_features], resources, d.isoformat())
     # Hand-placed history 30 days before the last snapshot day (before the first partition).
-    dropout = pd.DataFrame({
-        "event_id": ["drop-1", "drop-2"],
-        "event_ts": pd.to_datetime(["2026-09-04 10:00:00", "2026-09-04 11:00:00"]),
-        "user_id": [DROPOUT_USER, DROPOUT_USER], "merchant_id": [DROPOUT_MERCHANT, 3],
-        "amount": [40.0, 44.0], "category": ["grocery"] * 2, "country": ["DE", "AT"], "channel": ["pos"] * 2,
-    })
-    lake.write_partition("transaction_features", DROPOUT_DAY.isoformat(),
-                         pa.Table.from_pandas(dropout, preserve_index=False))
+    dropout = pd.DataFrame(
+        {
+            "event_id": ["drop-1", "drop-2"],
+            "event_ts": pd.to_datetime(["2026-09-04 10:00:00", "2026-09-04 11:00:00"]),
+            "user_id": [DROPOUT_USER, DROPOUT_USER],
+            "merchant_id": [DROPOUT_MERCHANT, 3],
+            "amount": [40.0, 44.0],
+            "category": ["grocery"] * 2,
+            "country": ["DE", "AT"],
+            "channel": ["pos"] * 2,
+        }
+    )
+    lake.write_partition(
+        "transaction_features", DROPOUT_DAY.isoformat(), pa.Table.from_pandas(dropout, preserve_index=False)
+    )
 
     snapshot_meta = {}
     for d in SNAPSHOT_DAYS:
@@ -97,14 +114,23 @@ def world(tmp_path_factory, make_resources):
     for d in SNAPSHOT_DAYS:
         r = _materialize([online_features], resources, d.isoformat())
         online_meta[d] = _meta(r, "online_features")
-        row = {"user_id": DROPOUT_USER, "merchant_id": DROPOUT_MERCHANT, "amount": 10.0, "country": "DE",
-               "event_ts": dt.datetime.combine(d, dt.time()) + dt.timedelta(days=1, minutes=1)}
+        row = {
+            "user_id": DROPOUT_USER,
+            "merchant_id": DROPOUT_MERCHANT,
+            "amount": 10.0,
+            "country": "DE",
+            "event_ts": dt.datetime.combine(d, dt.time()) + dt.timedelta(days=1, minutes=1),
+        }
         dropout_online[d] = feast.online_features([row]).iloc[0]
     return {
-        "lake": lake, "feast": feast, "resources": resources,
+        "lake": lake,
+        "feast": feast,
+        "resources": resources,
         "transactions": {d: _transactions(lake, d) for d in DAYS},
-        "snapshot_meta": snapshot_meta, "registry_meta": _meta(registry_meta, "feast_registry"),
-        "online_meta": online_meta, "dropout_online": dropout_online,
+        "snapshot_meta": snapshot_meta,
+        "registry_meta": _meta(registry_meta, "feast_registry"),
+        "online_meta": online_meta,
+        "dropout_online": dropout_online,
     }
 
 
@@ -129,21 +155,26 @@ def test_snapshot_windows_and_tombstones(tmp_path):
     t = dt.datetime(2026, 10, 5)
     us = dt.timedelta(microseconds=1)
     rows = [  # (user, merchant, ts, amount, country)
-        (1, 7, t - dt.timedelta(hours=24), 10.0, "FR"),      # in 24h (edge)
+        (1, 7, t - dt.timedelta(hours=24), 10.0, "FR"),  # in 24h (edge)
         (1, 8, t - dt.timedelta(hours=24) - us, 20.0, "FR"),  # 7d, not 24h
-        (1, 7, t - us, 30.0, "IT"),                           # latest
-        (1, 9, t, 1000.0, "ES"),                              # at T: excluded
-        (2, 7, t - dt.timedelta(days=30), 5.0, "DE"),         # 30d edge: included
-        (3, 8, t - dt.timedelta(days=30) - us, 5.0, "DE"),    # just outside: tombstone
+        (1, 7, t - us, 30.0, "IT"),  # latest
+        (1, 9, t, 1000.0, "ES"),  # at T: excluded
+        (2, 7, t - dt.timedelta(days=30), 5.0, "DE"),  # 30d edge: included
+        (3, 8, t - dt.timedelta(days=30) - us, 5.0, "DE"),  # just outside: tombstone
     ]
     df = pd.DataFrame(rows, columns=["user_id", "merchant_id", "event_ts", "amount", "country"])
     df["event_id"] = [f"e{i}" for i in range(len(df))]
-    labels = pd.DataFrame({
-        "event_id": ["e0", "e1", "e4"], "event_ts": df["event_ts"].iloc[[0, 1, 4]].to_numpy(),
-        "user_id": [1, 1, 2], "merchant_id": [7, 8, 7],
-        "label_ts": [t - us, t, t - dt.timedelta(hours=1)],  # e1's chargeback arrives at T: not yet known
-        "is_fraud": True, "reason_code": "x",
-    })
+    labels = pd.DataFrame(
+        {
+            "event_id": ["e0", "e1", "e4"],
+            "event_ts": df["event_ts"].iloc[[0, 1, 4]].to_numpy(),
+            "user_id": [1, 1, 2],
+            "merchant_id": [7, 8, 7],
+            "label_ts": [t - us, t, t - dt.timedelta(hours=1)],  # e1's chargeback arrives at T: not yet known
+            "is_fraud": True,
+            "reason_code": "x",
+        }
+    )
     tx_file, lb_file = str(tmp_path / "tx.parquet"), str(tmp_path / "lb.parquet")
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tx_file)
     pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), lb_file)
@@ -204,14 +235,19 @@ def test_rematerializing_a_partition_replaces_it(world):
 def _after_rows(world) -> pd.DataFrame:
     """Transactions of the day after the last snapshot, plus dropout and never-seen entities."""
     tx = world["transactions"][DAYS[4]].copy()
-    extra = pd.DataFrame({
-        "event_id": ["x-drop", "x-new", "x-at-T"],
-        "event_ts": [LAST_T + dt.timedelta(minutes=5), LAST_T + dt.timedelta(hours=3), LAST_T],
-        "user_id": [DROPOUT_USER, UNKNOWN_USER, int(tx.user_id.iloc[0])],
-        "merchant_id": [DROPOUT_MERCHANT, UNKNOWN_MERCHANT, int(tx.merchant_id.iloc[0])],
-        "amount": [12.5, 99.0, 7.0], "currency": "EUR", "category": "grocery",
-        "country": ["DE", "FR", "FR"], "channel": "pos",
-    })
+    extra = pd.DataFrame(
+        {
+            "event_id": ["x-drop", "x-new", "x-at-T"],
+            "event_ts": [LAST_T + dt.timedelta(minutes=5), LAST_T + dt.timedelta(hours=3), LAST_T],
+            "user_id": [DROPOUT_USER, UNKNOWN_USER, int(tx.user_id.iloc[0])],
+            "merchant_id": [DROPOUT_MERCHANT, UNKNOWN_MERCHANT, int(tx.merchant_id.iloc[0])],
+            "amount": [12.5, 99.0, 7.0],
+            "currency": "EUR",
+            "category": "grocery",
+            "country": ["DE", "FR", "FR"],
+            "channel": "pos",
+        }
+    )
     return pd.concat([tx, extra], ignore_index=True)
 
 
@@ -262,13 +298,15 @@ def test_training_frame_is_point_in_time(world):
     # Plus rows exactly on and just before snapshot instants.
     probe = world["transactions"][DAYS[2]].head(20).copy()
     on_t = probe.assign(event_id=probe.event_id + "-onT", event_ts=pd.Timestamp("2026-10-04"))
-    before_t = probe.assign(event_id=probe.event_id + "-preT",
-                            event_ts=pd.Timestamp("2026-10-04") - pd.Timedelta(microseconds=1))
+    before_t = probe.assign(
+        event_id=probe.event_id + "-preT", event_ts=pd.Timestamp("2026-10-04") - pd.Timedelta(microseconds=1)
+    )
     entity = pd.concat([tx, on_t, before_t], ignore_index=True)
     frame = feast.training_frame(entity)
 
-    snaps = pd.concat([
-        lake.read_partition("user_state", d.isoformat()).to_pandas() for d in SNAPSHOT_DAYS], ignore_index=True)
+    snaps = pd.concat(
+        [lake.read_partition("user_state", d.isoformat()).to_pandas() for d in SNAPSHOT_DAYS], ignore_index=True
+    )
     snaps["stamp"] = snaps.pop("event_timestamp").dt.tz_convert(None)
     expected = entity[["event_id", "user_id", "event_ts"]].assign(stamp=pd.to_datetime(entity.event_ts).dt.floor("D"))
     expected = expected.merge(snaps, on=["user_id", "stamp"], how="left")  # day D+1's rows see stamp D+1 00:00
@@ -305,8 +343,9 @@ def test_training_frame_keeps_every_row(world):
     rows.loc[5, "country"] = None
     dup = rows.head(3).assign(amount=[1.0, 2.0, 3.0])  # same user, merchant and instant, other amounts
     early = rows.head(2).assign(event_ts=pd.Timestamp("2026-09-20"))  # entity has only later snapshots
-    rows = pd.concat([rows.assign(event_ts=pd.Timestamp(at)), dup.assign(event_ts=pd.Timestamp(at)), early],
-                     ignore_index=True)
+    rows = pd.concat(
+        [rows.assign(event_ts=pd.Timestamp(at)), dup.assign(event_ts=pd.Timestamp(at)), early], ignore_index=True
+    )
     assert len(rows) > 1000
     training = feast.training_frame(rows)
     assert len(training) == len(rows)
@@ -323,11 +362,16 @@ def test_training_frame_keeps_every_row(world):
 
 def test_training_frame_without_any_match(world):
     """Rows that match no snapshot at all (before the first one, unknown entities) get nulls."""
-    rows = pd.DataFrame({
-        "event_id": ["a", "b", "c"], "user_id": [1, 2, UNKNOWN_USER], "merchant_id": [1, 2, UNKNOWN_MERCHANT],
-        "event_ts": pd.to_datetime(["2026-09-20 10:00:00", "2026-09-30 23:59:59", "2026-10-05 12:00:00"]),
-        "amount": [5.0, 6.0, 7.0], "country": ["FR", "FR", "DE"],
-    })
+    rows = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c"],
+            "user_id": [1, 2, UNKNOWN_USER],
+            "merchant_id": [1, 2, UNKNOWN_MERCHANT],
+            "event_ts": pd.to_datetime(["2026-09-20 10:00:00", "2026-09-30 23:59:59", "2026-10-05 12:00:00"]),
+            "amount": [5.0, 6.0, 7.0],
+            "country": ["FR", "FR", "DE"],
+        }
+    )
     frame = world["feast"].training_frame(rows)
     assert len(frame) == 3
     assert frame[list(USER_STATE_FEATURES) + list(MERCHANT_STATE_FEATURES)].isna().all().all()
@@ -339,8 +383,12 @@ def test_training_frame_without_any_match(world):
 
 def test_config_is_pluggable_and_absolute(tmp_path):
     lake = Lake(root=str(tmp_path / "lake"))
-    store = FeastStore(lake=lake, repo_dir=str(tmp_path / "feast"), online_store_type="redis",
-                       online_store_connection_string="redis:6379,db=0")
+    store = FeastStore(
+        lake=lake,
+        repo_dir=str(tmp_path / "feast"),
+        online_store_type="redis",
+        online_store_connection_string="redis:6379,db=0",
+    )
     assert store.config_dict()["online_store"] == {"type": "redis", "connection_string": "redis:6379,db=0"}
     local = FeastStore(lake=lake, repo_dir="data/feast").config_dict()
     assert Path(local["registry"]["path"]).is_absolute() and Path(local["online_store"]["path"]).is_absolute()
@@ -349,8 +397,10 @@ def test_config_is_pluggable_and_absolute(tmp_path):
 
 
 def test_code_location_does_not_import_feast():
-    code = ("import sys, assets.feature_store, resources.feast_store, resources.feast_repo; "
-            "heavy = {'feast', 'duckdb', 'dask'} & {m.split('.')[0] for m in sys.modules}; assert not heavy, heavy")
+    code = (
+        "import sys, assets.feature_store, resources.feast_store, resources.feast_repo; "
+        "heavy = {'feast', 'duckdb', 'dask'} & {m.split('.')[0] for m in sys.modules}; assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     assert len(FEATURE_STORE_ASSETS) == 4
     assert set(ON_DEMAND_FEATURES) <= set(SERVED_FEATURES)

@@ -43,14 +43,16 @@ def _us(series: pd.Series) -> list[int]:
     return pd.to_datetime(series).astype("datetime64[us]").astype("int64").tolist()
 
 
-def reference_features(transactions: pd.DataFrame, labels: pd.DataFrame,
-                       start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+def reference_features(
+    transactions: pd.DataFrame, labels: pd.DataFrame, start: dt.datetime, end: dt.datetime
+) -> pd.DataFrame:
     """Brute force, straight from docs/features.md: for every row, scan all events."""
     events = transactions.to_dict("records")
     for e, ts in zip(events, _us(transactions["event_ts"])):
         e["ts"] = ts
-    chargebacks = [(m, ev, lab) for m, ev, lab in
-                   zip(labels["merchant_id"], _us(labels["event_ts"]), _us(labels["label_ts"]))]
+    chargebacks = [
+        (m, ev, lab) for m, ev, lab in zip(labels["merchant_id"], _us(labels["event_ts"]), _us(labels["label_ts"]))
+    ]
     by_user, by_merchant = defaultdict(list), defaultdict(list)
     for e in events:
         by_user[e["user_id"]].append(e)
@@ -58,7 +60,8 @@ def reference_features(transactions: pd.DataFrame, labels: pd.DataFrame,
 
     start_us, end_us = _us(pd.Series([start, end]))
     lookback, distinct, new_merchant, mean, merchant = (
-        w.micros for w in (spec.LOOKBACK, spec.DISTINCT_MERCHANTS, spec.NEW_MERCHANT, spec.USER_MEAN, spec.MERCHANT))
+        w.micros for w in (spec.LOOKBACK, spec.DISTINCT_MERCHANTS, spec.NEW_MERCHANT, spec.USER_MEAN, spec.MERCHANT)
+    )
     rows = []
     for e in events:
         t = e["ts"]
@@ -79,8 +82,9 @@ def reference_features(transactions: pd.DataFrame, labels: pd.DataFrame,
         for_mean = [p["amount"] for p in past if p["ts"] >= t - mean]
         row[spec.AMOUNT_TO_USER_MEAN] = e["amount"] / (sum(for_mean) / len(for_mean)) if for_mean else None
         row[spec.USER_DISTINCT_MERCHANTS] = len({p["merchant_id"] for p in past if p["ts"] >= t - distinct})
-        row[spec.IS_NEW_MERCHANT] = int(not any(p["merchant_id"] == e["merchant_id"] for p in past
-                                                if p["ts"] >= t - new_merchant))
+        row[spec.IS_NEW_MERCHANT] = int(
+            not any(p["merchant_id"] == e["merchant_id"] for p in past if p["ts"] >= t - new_merchant)
+        )
         row[spec.COUNTRY_CHANGED] = int(latest is not None and latest["country"] != e["country"])
         n_merchant = sum(1 for p in by_merchant[e["merchant_id"]] if t - merchant <= p["ts"] < t)
         n_cb = sum(1 for m, ev, lab in chargebacks if m == e["merchant_id"] and lab < t and ev >= t - merchant)
@@ -99,8 +103,15 @@ def _add_tx(tx: pd.DataFrame, like: pd.Series, event_id: str, ts: pd.Timestamp, 
 
 
 def _add_label(labels: pd.DataFrame, merchant_id: int, event_ts, label_ts, event_id: str) -> pd.DataFrame:
-    row = {"event_id": event_id, "event_ts": event_ts, "user_id": 0, "merchant_id": merchant_id,
-           "label_ts": label_ts, "is_fraud": True, "reason_code": "10.4-card-absent"}
+    row = {
+        "event_id": event_id,
+        "event_ts": event_ts,
+        "user_id": 0,
+        "merchant_id": merchant_id,
+        "label_ts": label_ts,
+        "is_fraud": True,
+        "reason_code": "10.4-card-absent",
+    }
     return pd.concat([labels, pd.DataFrame([row])], ignore_index=True)
 
 
@@ -125,17 +136,26 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     # Exact window edges (included, since windows are [t - w, t)): each user window before b.
     b = _pick(tx, 8, 3)
     for name, w_us in WINDOWS.items():
-        tx = _add_tx(tx, b, f"edge_{name}_before", b["event_ts"] - pd.Timedelta(microseconds=w_us),
-                     merchant_id=int((b["merchant_id"] + 1) % 30), amount=1000.0, country="US")
+        tx = _add_tx(
+            tx,
+            b,
+            f"edge_{name}_before",
+            b["event_ts"] - pd.Timedelta(microseconds=w_us),
+            merchant_id=int((b["merchant_id"] + 1) % 30),
+            amount=1000.0,
+            country="US",
+        )
     # Chargebacks at the edges: labelled exactly at t, and for payments exactly the merchant window old.
     c = _pick(tx, 6, 5)
     t = c["event_ts"]
     width = pd.Timedelta(spec.MERCHANT.timedelta)
     labels = _add_label(labels, c["merchant_id"], t - pd.Timedelta(days=3), t, "edge_cb_at_t")  # not yet known
-    labels = _add_label(labels, c["merchant_id"], t - width, t - pd.Timedelta(days=1),
-                        "edge_cb_window")  # exactly the window old: counts
-    labels = _add_label(labels, c["merchant_id"], t - width - pd.Timedelta(microseconds=1),
-                        t - pd.Timedelta(days=1), "edge_cb_older")  # a microsecond older: does not
+    labels = _add_label(
+        labels, c["merchant_id"], t - width, t - pd.Timedelta(days=1), "edge_cb_window"
+    )  # exactly the window old: counts
+    labels = _add_label(
+        labels, c["merchant_id"], t - width - pd.Timedelta(microseconds=1), t - pd.Timedelta(days=1), "edge_cb_older"
+    )  # a microsecond older: does not
     return tx.sort_values(["event_ts", "event_id"], ignore_index=True), labels
 
 
@@ -144,11 +164,15 @@ def _write_lake(root, tx: pd.DataFrame, labels: pd.DataFrame) -> tuple[list[str]
     lake = Lake(root=str(root))
     tx_files, label_files = [], []
     for date, part in tx.groupby(tx["event_ts"].dt.date):
-        tx_files.append(str(lake.write_partition("transactions", date.isoformat(),
-                                                 pa.Table.from_pandas(part, preserve_index=False))))
+        tx_files.append(
+            str(
+                lake.write_partition("transactions", date.isoformat(), pa.Table.from_pandas(part, preserve_index=False))
+            )
+        )
     for date, part in labels.groupby(labels["label_ts"].dt.date):
-        label_files.append(str(lake.write_partition("labels", date.isoformat(),
-                                                    pa.Table.from_pandas(part, preserve_index=False))))
+        label_files.append(
+            str(lake.write_partition("labels", date.isoformat(), pa.Table.from_pandas(part, preserve_index=False)))
+        )
     return tx_files, label_files
 
 
@@ -190,23 +214,28 @@ def test_reference_sees_the_edge_cases(reference):
 
 
 def test_duckdb_schema_matches_spec(duckdb_result):
-    assert duckdb_result.column_names == COLUMNS, (
-        "column order differs from docs/features.md: "
-        + ", ".join(f"#{i} {got} (spec {want})" for i, (got, want) in
-                    enumerate(zip(duckdb_result.column_names, COLUMNS)) if got != want))
+    assert duckdb_result.column_names == COLUMNS, "column order differs from docs/features.md: " + ", ".join(
+        f"#{i} {got} (spec {want})"
+        for i, (got, want) in enumerate(zip(duckdb_result.column_names, COLUMNS))
+        if got != want
+    )
     for field in duckdb_result.schema:
         want = FEATURE_COLUMNS[field.name]
-        ok = {"string": pa.types.is_string(field.type) or pa.types.is_large_string(field.type),
-              "timestamp": pa.types.is_timestamp(field.type),
-              "int64": field.type == pa.int64(), "int32": field.type == pa.int32(),
-              "double": field.type == pa.float64()}[want]
+        ok = {
+            "string": pa.types.is_string(field.type) or pa.types.is_large_string(field.type),
+            "timestamp": pa.types.is_timestamp(field.type),
+            "int64": field.type == pa.int64(),
+            "int32": field.type == pa.int32(),
+            "double": field.type == pa.float64(),
+        }[want]
         assert ok, f"{field.name}: {field.type}, spec says {want}"
 
 
 def test_duckdb_rows_are_the_window(duckdb_result, reference):
     got = set(duckdb_result.column("event_id").to_pylist())
     assert got == set(reference["event_id"]), (
-        f"missing {sorted(set(reference['event_id']) - got)[:5]}, extra {sorted(got - set(reference['event_id']))[:5]}")
+        f"missing {sorted(set(reference['event_id']) - got)[:5]}, extra {sorted(got - set(reference['event_id']))[:5]}"
+    )
 
 
 @pytest.mark.parametrize("column", COLUMNS[1:])
@@ -226,8 +255,9 @@ def test_pandas_polars_duckdb_agree(world, duckdb_result, tmp_path):
     pandas_result = run_engine("pandas", tmp_path, *world)
     polars_result = run_engine("polars", tmp_path, *world)
     # Values only: column order is test_duckdb_schema_matches_spec's business.
-    problems = (compare_features(duckdb_result, pandas_result, ("duckdb", "pandas"), check_order=False)
-                + compare_features(duckdb_result, polars_result, ("duckdb", "polars"), check_order=False))
+    problems = compare_features(
+        duckdb_result, pandas_result, ("duckdb", "pandas"), check_order=False
+    ) + compare_features(duckdb_result, polars_result, ("duckdb", "polars"), check_order=False)
     assert not problems, "\n".join(problems)
 
 
@@ -246,14 +276,19 @@ def test_point_in_time(world, engine, tmp_path):
     assert set(before.index) == set(after.index)
     until_t = before.index[before["event_ts"] <= x["event_ts"]]
     assert x["event_id"] in until_t
-    problems = compare_features(before.loc[until_t].reset_index(), after.loc[until_t].reset_index(),
-                                ("without", "with future event"), check_order=False)
+    problems = compare_features(
+        before.loc[until_t].reset_index(),
+        after.loc[until_t].reset_index(),
+        ("without", "with future event"),
+        check_order=False,
+    )
     assert not problems, "\n".join(problems)
     later = before.index.difference(until_t)
     user_later = later[before.loc[later, "user_id"] == x["user_id"]]
     longest = spec.user_amount_sum(spec.USER_WINDOWS[-1])
     assert (after.loc[user_later, longest] > before.loc[user_later, longest]).any(), (
-        "the injected payment should show up in later rows")
+        "the injected payment should show up in later rows"
+    )
 
 
 @pytest.mark.parametrize("ids", ["raw", "wide", "huge"])
@@ -262,11 +297,13 @@ def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp
     by directly ("wide": re-numbered densely; "huge": beyond 2**40), give the reference's values."""
     tx, labels = world
     scale = {"raw": (1, 0), "wide": (70_001, 0), "huge": (1_000_003, 2**40)}[ids]
-    remap = (lambda s: s * scale[0] + scale[1])
+    remap = lambda s: s * scale[0] + scale[1]
     shuffled = tx.sample(frac=1.0, random_state=3).reset_index(drop=True)
     shuffled = shuffled.assign(user_id=remap(shuffled["user_id"]), merchant_id=remap(shuffled["merchant_id"]))
     got = run_duckdb(tmp_path, shuffled, labels.assign(merchant_id=remap(labels["merchant_id"]))).to_pandas()
-    got = got.assign(user_id=(got["user_id"] - scale[1]) // scale[0], merchant_id=(got["merchant_id"] - scale[1]) // scale[0])
+    got = got.assign(
+        user_id=(got["user_id"] - scale[1]) // scale[0], merchant_id=(got["merchant_id"] - scale[1]) // scale[0]
+    )
     problems = compare_features(reference, got, ("reference", f"duckdb, shuffled rows, {ids} ids"), check_order=False)
     assert not problems, "\n".join(problems)
 
@@ -281,8 +318,12 @@ def test_duckdb_windows_apart_from_the_lookback(world, reference, tmp_path, monk
     for column in (spec.IS_NEW_MERCHANT, spec.AMOUNT_TO_USER_MEAN):
         assert (shorter[column] != reference[column]).any(), column
     got = run_duckdb(tmp_path, *world)
-    problems = compare_features(shorter, got, ("reference", "duckdb"), columns=[
-        "event_id", spec.IS_NEW_MERCHANT, spec.AMOUNT_TO_USER_MEAN, spec.SECONDS_SINCE_PREV_TXN])
+    problems = compare_features(
+        shorter,
+        got,
+        ("reference", "duckdb"),
+        columns=["event_id", spec.IS_NEW_MERCHANT, spec.AMOUNT_TO_USER_MEAN, spec.SECONDS_SINCE_PREV_TXN],
+    )
     assert not problems, "\n".join(problems)
 
 

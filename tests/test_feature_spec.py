@@ -32,9 +32,11 @@ def test_features_doc_table_is_the_spec():
     """Fix with `python -m driftline.feature_docs` after changing driftline/spec.py."""
     text = feature_docs.DOC.read_text()
     assert _doc_table_columns(text) == list(spec.FEATURE_COLUMNS.items()), (
-        "docs/features.md lists other columns or types than driftline/spec.py: "
-        "run `python -m driftline.feature_docs`")
-    assert feature_docs.render(text) == text, "docs/features.md's table is stale: run `python -m driftline.feature_docs`"
+        "docs/features.md lists other columns or types than driftline/spec.py: run `python -m driftline.feature_docs`"
+    )
+    assert feature_docs.render(text) == text, (
+        "docs/features.md's table is stale: run `python -m driftline.feature_docs`"
+    )
 
 
 def test_feast_doc_lists_every_served_feature():
@@ -47,7 +49,8 @@ def test_feast_doc_lists_every_served_feature():
         named += [n for n in re.findall(r"`([^`]+)`", feature) if n not in spec.REQUEST_FIELDS]
     assert sorted(set(named)) == sorted(spec.SERVED_FEATURES), (
         f"docs/feast.md: missing {sorted(set(spec.SERVED_FEATURES) - set(named))}, "
-        f"not served {sorted(set(named) - set(spec.SERVED_FEATURES))}")
+        f"not served {sorted(set(named) - set(spec.SERVED_FEATURES))}"
+    )
 
 
 def _udf_names() -> tuple[set[str], set[str]]:
@@ -57,8 +60,11 @@ def _udf_names() -> tuple[set[str], set[str]]:
     udf = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == spec.ON_DEMAND_VIEW)
     reads, writes = set(), set()
     for node in ast.walk(udf):
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                and isinstance(node.slice, ast.Constant):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and isinstance(node.slice, ast.Constant)
+        ):
             {"inputs": reads, "out": writes}.get(node.value.id, set()).add(node.slice.value)
     return reads, writes
 
@@ -70,14 +76,23 @@ def test_feast_udf_uses_the_spec_names():
 
 
 def test_names_follow_the_windows():
-    assert spec.COLUMNS[10:16] == [*map(spec.user_txn_count, spec.USER_WINDOWS),
-                                   *map(spec.user_amount_sum, spec.USER_WINDOWS)]
+    assert spec.COLUMNS[10:16] == [
+        *map(spec.user_txn_count, spec.USER_WINDOWS),
+        *map(spec.user_amount_sum, spec.USER_WINDOWS),
+    ]
     for window in spec.STATE_USER_WINDOWS:
         assert spec.user_txn_count(window) in spec.USER_STATE_FEATURES
     assert spec.AMOUNT_TO_USER_MEAN.endswith("_" + spec.USER_MEAN.suffix)
     assert spec.MERCHANT_TXN_COUNT.endswith("_" + spec.MERCHANT.suffix)
-    assert spec.REQUEST_COLUMNS == ["event_id", "event_ts", *spec.ENTITY_KEYS, "amount", "category", "country",
-                                    "channel"]
+    assert spec.REQUEST_COLUMNS == [
+        "event_id",
+        "event_ts",
+        *spec.ENTITY_KEYS,
+        "amount",
+        "category",
+        "country",
+        "channel",
+    ]
 
 
 def test_window_units():
@@ -89,7 +104,9 @@ def test_window_units():
 
 def test_spec_imports_only_the_standard_library():
     """seldon/ imports driftline.spec in the serving environment (no pandas, no numpy)."""
-    code = ("import sys; import driftline.spec; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'pyarrow', 'dagster'}))")
+    code = (
+        "import sys; import driftline.spec; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'pyarrow', 'dagster'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -42,7 +42,9 @@ def test_structure_is_realistic():
     hours = tx["event_ts"].dt.hour.value_counts().sort_index()
     assert hours.loc[12:20].mean() > 5 * hours.loc[2:4].mean()
     # weekly seasonality: Saturdays busier than Sundays
-    by_day = tx.groupby(tx["event_ts"].dt.dayofweek).size() / tx.groupby(tx["event_ts"].dt.dayofweek)["event_ts"].apply(lambda s: s.dt.date.nunique())
+    by_day = tx.groupby(tx["event_ts"].dt.dayofweek).size() / tx.groupby(tx["event_ts"].dt.dayofweek)["event_ts"].apply(
+        lambda s: s.dt.date.nunique()
+    )
     assert by_day.loc[5] > by_day.loc[6] * 1.2
     # card testing comes in bursts of small online payments
     burst_ids = set(fraud.loc[fraud["pattern"] == "card_testing", "event_id"])
@@ -97,8 +99,11 @@ def test_concept_drift_adds_a_fraud_pattern_without_moving_inputs():
     assert "night_contactless" not in set(patterns_before)
     assert (patterns_after == "night_contactless").mean() > 0.3
     after = _days(world, AFTER)
-    new = after[after["event_id"].isin(set(pd.concat([world.fraud_truth(d) for d in AFTER]).query(
-        "pattern == 'night_contactless'")["event_id"]))]
+    new = after[
+        after["event_id"].isin(
+            set(pd.concat([world.fraud_truth(d) for d in AFTER]).query("pattern == 'night_contactless'")["event_id"])
+        )
+    ]
     assert (new["channel"] == "contactless").all() and new["event_ts"].dt.hour.between(1, 4).all()
     assert new["country"].isin(HOME_COUNTRIES).all()
     # the inputs barely move: the model, not the data, goes stale

@@ -15,8 +15,9 @@ DAY = "2026-10-05"
 
 
 def _materialize(assets, resources, partition_key=DAY, selection=None, raise_on_error=True):
-    return dg.materialize(assets, partition_key=partition_key, resources=resources, selection=selection,
-                          raise_on_error=raise_on_error)
+    return dg.materialize(
+        assets, partition_key=partition_key, resources=resources, selection=selection, raise_on_error=raise_on_error
+    )
 
 
 def test_rerun_of_a_partition_gives_identical_rows_and_no_duplicates(resources):
@@ -48,10 +49,17 @@ def _corrupted_day(source: LandingFolderEventSource, good: pd.DataFrame) -> dict
     bad = good.head(40).astype(str).copy()
     bad["event_ts"] = good.head(40)["event_ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     expected = {
-        0: "null user_id", 1: "amount not positive", 2: "amount above 50000 EUR", 3: "unknown currency",
-        5: "duplicate event_id", 6: "event_ts outside the partition 2026-10-05",
-        7: "unparseable amount (not a float)", 8: "unexpected column promo_code",
-        9: "unparseable event_ts (not a timestamp)", 10: "null amount", 11: "unparseable user_id (not an int)",
+        0: "null user_id",
+        1: "amount not positive",
+        2: "amount above 50000 EUR",
+        3: "unknown currency",
+        5: "duplicate event_id",
+        6: "event_ts outside the partition 2026-10-05",
+        7: "unparseable amount (not a float)",
+        8: "unexpected column promo_code",
+        9: "unparseable event_ts (not a timestamp)",
+        10: "null amount",
+        11: "unparseable user_id (not an int)",
     }
     bad.loc[0, "user_id"] = ""
     bad.loc[1, "amount"] = "-3.50"
@@ -96,9 +104,13 @@ def test_blocking_check_stops_a_bad_partition_flowing_downstream(tmp_path, resou
     landing = LandingFolderEventSource(path=str(tmp_path / "landing"))
     _corrupted_day(landing, good)
     res = make_resources(tmp_path / "run", event_source=landing, max_quarantine_share=0.05)
-    result = dg.materialize([ingestion.raw_transactions, features.transaction_features], partition_key=DAY,
-                            resources=res, selection=[ingestion.raw_transactions, features.transaction_features],
-                            raise_on_error=False)
+    result = dg.materialize(
+        [ingestion.raw_transactions, features.transaction_features],
+        partition_key=DAY,
+        resources=res,
+        selection=[ingestion.raw_transactions, features.transaction_features],
+        raise_on_error=False,
+    )
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 1 and not checks[0].passed
     assert "quarantined" in (checks[0].description or "")

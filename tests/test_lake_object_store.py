@@ -24,9 +24,14 @@ from resources.feast_store import FeastStore
 from resources.lake import Lake, is_remote_url, spark_path
 from resources.warehouse import Warehouse
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings(
-    "ignore::DeprecationWarning", "ignore::FutureWarning",
-    "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies")]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings(
+        "ignore::DeprecationWarning",
+        "ignore::FutureWarning",
+        "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies",
+    ),
+]
 
 BUCKET = "driftline-lake"
 DAY = "2026-10-05"
@@ -43,8 +48,12 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"AWS_ACCESS_KEY_ID": "driftline-test", "AWS_SECRET_ACCESS_KEY": "driftline-test",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "driftline-test",
+            "AWS_SECRET_ACCESS_KEY": "driftline-test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }.items():
             mp.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
             mp.delenv(name, raising=False)
@@ -77,15 +86,19 @@ def test_write_replace_read_and_list_partitions(s3_endpoint):
     # re-writing a partition replaces its one object: no duplicates, no staging leftovers
     lake.write_partition("t", "2026-10-01", second)
     assert lake.read_partition("t", "2026-10-01").equals(second)
-    assert _objects(lake, "t") == [f"{BUCKET}/unit/t/date=2026-10-01/data.parquet",
-                                   f"{BUCKET}/unit/t/date=2026-10-02/data.parquet"]
+    assert _objects(lake, "t") == [
+        f"{BUCKET}/unit/t/date=2026-10-01/data.parquet",
+        f"{BUCKET}/unit/t/date=2026-10-02/data.parquet",
+    ]
     assert not lake.fs.exists(f"{BUCKET}/unit/.staging")
 
     assert lake.list_partitions("t") == ["2026-10-01", "2026-10-02"]
     assert lake.list_partitions("missing") == []
     assert lake.has_partition("t", "2026-10-02") and not lake.has_partition("t", "2026-10-03")
     assert lake.existing_partition_files("t", ["2026-09-30", "2026-10-02", "2026-10-01"]) == [
-        f"s3://{BUCKET}/unit/t/date=2026-10-02/data.parquet", f"s3://{BUCKET}/unit/t/date=2026-10-01/data.parquet"]
+        f"s3://{BUCKET}/unit/t/date=2026-10-02/data.parquet",
+        f"s3://{BUCKET}/unit/t/date=2026-10-01/data.parquet",
+    ]
     assert lake.tables() == ["t"]
     assert len(lake.table_files("t")) == 2
     assert lake.read_files(lake.table_files("t")).num_rows == 5
@@ -97,7 +110,9 @@ def test_write_replace_read_and_list_partitions(s3_endpoint):
     lake.write_partition_file(lake.partition_url("log", "2026-10-01", file="part-1.parquet"), first)
     lake.write_partition_file(lake.partition_url("log", "2026-10-01", file="part-2.parquet"), second)
     assert [f.rsplit("/", 1)[1] for f in lake.partition_files("log", ["2026-10-01", "2026-10-02"])] == [
-        "part-1.parquet", "part-2.parquet"]
+        "part-1.parquet",
+        "part-2.parquet",
+    ]
 
 
 def test_a_write_that_fails_midway_keeps_the_previous_partition(s3_endpoint, monkeypatch):
@@ -133,8 +148,10 @@ def test_duckdb_reads_the_s3_lake_through_the_registered_filesystem(s3_endpoint,
 
     with lake.duckdb_connect() as con:
         lake.prepare_duckdb(con)  # idempotent
-        rows = con.sql(f"select date, count(*) from read_parquet('{lake.glob('events')}', hive_partitioning = true) "
-                       "group by 1 order by 1").fetchall()
+        rows = con.sql(
+            f"select date, count(*) from read_parquet('{lake.glob('events')}', hive_partitioning = true) "
+            "group by 1 order by 1"
+        ).fetchall()
         assert [(str(d), n) for d, n in rows] == [("2026-10-01", 10), ("2026-10-02", 20), ("2026-10-03", 30)]
         files = lake.existing_partition_files("events", ["2026-10-02", "2026-10-03"])
         assert con.sql("select count(*) from read_parquet(?)", params=[files]).fetchall()[0][0] == 50
@@ -154,8 +171,11 @@ def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path, make_resources)
     resources["feast"] = FeastStore(lake=lake, repo_dir=str(tmp_path / "feast"))
     first = (dt.date.fromisoformat(DAY) - dt.timedelta(days=1)).isoformat()
     for day in (first, DAY):
-        result = dg.materialize([ingestion.raw_transactions, ingestion.raw_labels, transaction_features],
-                                partition_key=day, resources=resources)
+        result = dg.materialize(
+            [ingestion.raw_transactions, ingestion.raw_labels, transaction_features],
+            partition_key=day,
+            resources=resources,
+        )
         assert result.success
     meta = result.asset_materializations_for_node("raw_transactions")[0].metadata
     assert meta["path"].value == f"s3://{BUCKET}/assets/raw_transactions/date={DAY}/data.parquet"
@@ -168,8 +188,10 @@ def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path, make_resources)
     # yesterday's history reached today's windows through the DuckDB engine's s3 reads
     assert features["user_txn_count_7d"].max() > 0
     warehouse = resources["warehouse"]
-    assert warehouse.query("select count(*) n from transaction_features", lake=lake)["n"][0] == \
-        len(features) + lake.read_partition("transaction_features", first).num_rows
+    assert (
+        warehouse.query("select count(*) n from transaction_features", lake=lake)["n"][0]
+        == len(features) + lake.read_partition("transaction_features", first).num_rows
+    )
 
     # a re-run replaces the partition (one object, same rows)
     assert dg.materialize([ingestion.raw_transactions], partition_key=DAY, resources=resources).success
@@ -190,8 +212,9 @@ def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path, make_resources)
     users = lake.read_partition("user_state", DAY).to_pandas()
     active = users[users["user_txn_count_24h"].notna()].head(5)
     after = dt.datetime.fromisoformat(DAY) + dt.timedelta(days=1, minutes=5)
-    rows = pd.DataFrame({"user_id": active["user_id"].to_numpy(), "merchant_id": 1, "amount": 10.0,
-                         "country": "FR", "event_ts": after})
+    rows = pd.DataFrame(
+        {"user_id": active["user_id"].to_numpy(), "merchant_id": 1, "amount": 10.0, "country": "FR", "event_ts": after}
+    )
     served = feast.online_features(rows)
     assert list(served["user_txn_count_24h"]) == list(active["user_txn_count_24h"])
     offline = feast.training_frame(rows.assign(event_id=[f"e{i}" for i in range(len(rows))]))
@@ -207,8 +230,9 @@ def test_assets_materialize_on_an_s3_lake(s3_endpoint, tmp_path, make_resources)
     loaded = load_transactions(lake, window)
     assert len(loaded) == lake.read_partition("raw_transactions", first).num_rows + len(tx)
     labels = pd.concat([lake.read_partition("raw_labels", d).to_pandas() for d in (first, DAY)])
-    assert known_labels(lake, window) == set(labels.loc[labels["is_fraud"] & (labels["label_ts"] < window.cutoff),
-                                                        "event_id"])
+    assert known_labels(lake, window) == set(
+        labels.loc[labels["is_fraud"] & (labels["label_ts"] < window.cutoff), "event_id"]
+    )
     for split in ("train", "val", "test"):
         lake.write_partition_file(split_path(lake, split), pa.Table.from_pandas(loaded.head(10), preserve_index=False))
     assert split_path(lake, "val") == f"s3://{BUCKET}/assets/training_set/split=val/data.parquet"
@@ -220,9 +244,18 @@ def test_monitoring_reads_and_writes_the_s3_lake(s3_endpoint):
     from testkit.simulate import write_prediction_log
 
     lake = _lake(s3_endpoint, "mon")
-    tx = pd.DataFrame({"event_id": list("abcd"), "user_id": [1, 2, 3, 4], "merchant_id": [5, 5, 6, 6],
-                       "amount": [1.0, 2.0, 3.0, 4.0], "category": ["grocery"] * 4, "country": ["FR"] * 4,
-                       "channel": ["pos"] * 4, "event_ts": pd.to_datetime([f"{DAY} 10:00:0{i}" for i in range(4)])})
+    tx = pd.DataFrame(
+        {
+            "event_id": list("abcd"),
+            "user_id": [1, 2, 3, 4],
+            "merchant_id": [5, 5, 6, 6],
+            "amount": [1.0, 2.0, 3.0, 4.0],
+            "category": ["grocery"] * 4,
+            "country": ["FR"] * 4,
+            "channel": ["pos"] * 4,
+            "event_ts": pd.to_datetime([f"{DAY} 10:00:0{i}" for i in range(4)]),
+        }
+    )
     url = write_prediction_log(lake, DAY, tx, np.array([0.9, 0.2, 0.8, 0.1]), "3")
     assert url == f"s3://{BUCKET}/mon/prediction_log/date={DAY}/part-sim-3-main.parquet"
     frame, total = read_prediction_window(lake, [DAY], ["country"], ["amount"])
@@ -231,8 +264,9 @@ def test_monitoring_reads_and_writes_the_s3_lake(s3_endpoint):
     per_day, pooled = performance_rows(lake, [DAY], [DAY], 0.5)
     assert per_day[0]["rows"] == 4 and pooled["3"]["recall"] == 1.0
 
-    lake.write_partition_file(lake.partition_url("training_set", "train", key="split"),
-                              pa.Table.from_pandas(tx, preserve_index=False))
+    lake.write_partition_file(
+        lake.partition_url("training_set", "train", key="split"), pa.Table.from_pandas(tx, preserve_index=False)
+    )
     ref, source = reference_frame(lake, None, "3", cap=10)
     assert source == "training_set train split" and len(ref) == 4
     assert lake.exists(f"s3://{BUCKET}/mon/drift_reference/model_version=3/data.parquet")
@@ -289,16 +323,22 @@ def test_drift_report_on_an_s3_lake_uploads_its_html(s3_endpoint, tmp_path, make
     from resources import SyntheticEventSource
 
     lake = _lake(s3_endpoint, "drift/lake")
-    resources = make_resources(tmp_path, event_source=SyntheticEventSource(
-        seed=3, n_users=200, n_merchants=50, events_per_day=600, fraud_rate=0.02))
+    resources = make_resources(
+        tmp_path,
+        event_source=SyntheticEventSource(seed=3, n_users=200, n_merchants=50, events_per_day=600, fraud_rate=0.02),
+    )
     resources["lake"] = lake
     version = register_stand_in_champion(resources["mlflow_registry"])
     world = resources["event_source"].world()
     write_reference(lake, world, [dt.date(2026, 10, 1), dt.date(2026, 10, 2)], version)
     tx = world.transactions(dt.date.fromisoformat(DAY))
     write_prediction_log(lake, DAY, tx, np.full(len(tx), 0.1), version)
-    result = dg.materialize([monitoring.prediction_log, monitoring.drift_report], selection=[monitoring.drift_report],
-                            partition_key=DAY, resources=resources)
+    result = dg.materialize(
+        [monitoring.prediction_log, monitoring.drift_report],
+        selection=[monitoring.drift_report],
+        partition_key=DAY,
+        resources=resources,
+    )
     meta = result.asset_materializations_for_node("drift_report")[0].metadata
     url = f"s3://{BUCKET}/drift/reports/drift/{DAY}.html"
     assert meta["report"].value == url and meta["report_url"].value == url

@@ -25,8 +25,9 @@ def _land(source, synthetic, day: str, name="part-0.parquet", half=0):
 
 def _evaluate(make_resources, source, cursor=None):
     resources = make_resources(Path(source.path if hasattr(source, "path") else "."), event_source=source)
-    defs = dg.Definitions(assets=[ingestion.raw_transactions, ingestion.raw_labels], sensors=[sensor],
-                          resources=resources)
+    defs = dg.Definitions(
+        assets=[ingestion.raw_transactions, ingestion.raw_labels], sensors=[sensor], resources=resources
+    )
     ctx = dg.build_sensor_context(cursor=cursor, resources={"event_source": source}, definitions=defs)
     result = sensor.evaluate_tick(ctx)
     return result.run_requests or [], result.cursor, result.skip_message

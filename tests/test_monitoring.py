@@ -20,8 +20,15 @@ ASSETS = [monitoring.prediction_log, monitoring.drift_report, monitoring.model_p
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("monitoring")
-    source = SyntheticEventSource(seed=3, n_users=400, n_merchants=90, events_per_day=1_200, fraud_rate=0.02,
-                                  drift_scenario="covariate", drift_start="2026-10-15")
+    source = SyntheticEventSource(
+        seed=3,
+        n_users=400,
+        n_merchants=90,
+        events_per_day=1_200,
+        fraud_rate=0.02,
+        drift_scenario="covariate",
+        drift_start="2026-10-15",
+    )
     resources = make_resources(root, event_source=source)
     version = register_stand_in_champion(resources["mlflow_registry"])
     return {"root": root, "resources": resources, "version": version, "instance": dg.DagsterInstance.ephemeral()}
@@ -36,15 +43,32 @@ def _meta(result, key):
 
 def _tx(ids, day):
     n = len(ids)
-    return pd.DataFrame({"event_id": ids, "user_id": range(n), "merchant_id": range(n), "amount": [10.0] * n,
-                         "category": ["grocery"] * n, "country": ["FR"] * n, "channel": ["pos"] * n,
-                         "event_ts": pd.to_datetime([f"{day} 12:00:00"] * n)})
+    return pd.DataFrame(
+        {
+            "event_id": ids,
+            "user_id": range(n),
+            "merchant_id": range(n),
+            "amount": [10.0] * n,
+            "category": ["grocery"] * n,
+            "country": ["FR"] * n,
+            "channel": ["pos"] * n,
+            "event_ts": pd.to_datetime([f"{day} 12:00:00"] * n),
+        }
+    )
 
 
 def _labels(lake, day, ids):
-    lake.write_partition("raw_labels", day, pa.table({
-        "event_id": pa.array(ids, pa.string()), "is_fraud": pa.array([True] * len(ids)),
-        "label_ts": pa.array([pd.Timestamp(f"{day} 08:00")] * len(ids), pa.timestamp("us"))}))
+    lake.write_partition(
+        "raw_labels",
+        day,
+        pa.table(
+            {
+                "event_id": pa.array(ids, pa.string()),
+                "is_fraud": pa.array([True] * len(ids)),
+                "label_ts": pa.array([pd.Timestamp(f"{day} 08:00")] * len(ids), pa.timestamp("us")),
+            }
+        ),
+    )
 
 
 def test_model_performance_matches_a_hand_computation(env):
@@ -52,13 +76,18 @@ def test_model_performance_matches_a_hand_computation(env):
     pred = dt.date(2026, 10, 5)
     evaluation = pred + dt.timedelta(days=monitoring.LABEL_MATURITY_DAYS)
     day = pred.isoformat()
-    write_prediction_log(lake.root, day, _tx(list("abcdef"), day), np.array([.9, .8, .7, .6, .2, .1]), "1")
-    write_prediction_log(lake.root, day, _tx(list("ghij"), day), np.array([.95, .3, .6, .1]), "2", "canary")
+    write_prediction_log(lake.root, day, _tx(list("abcdef"), day), np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1]), "1")
+    write_prediction_log(lake.root, day, _tx(list("ghij"), day), np.array([0.95, 0.3, 0.6, 0.1]), "2", "canary")
     _labels(lake, (pred + dt.timedelta(days=2)).isoformat(), ["a", "c", "e"])
     _labels(lake, (pred + dt.timedelta(days=3)).isoformat(), ["g"])
     _labels(lake, (evaluation + dt.timedelta(days=1)).isoformat(), ["i"])  # known only after the evaluation day
-    result = dg.materialize(ASSETS, selection=[monitoring.model_performance], partition_key=evaluation.isoformat(),
-                            resources=res, instance=env["instance"])
+    result = dg.materialize(
+        ASSETS,
+        selection=[monitoring.model_performance],
+        partition_key=evaluation.isoformat(),
+        resources=res,
+        instance=env["instance"],
+    )
     meta = _meta(result, "model_performance")
     # v1, by score: a+ b- c+ d- e+ f-  -> AP = (1/1 + 2/3 + 3/5) / 3; flagged (>= 0.5) a b c d
     assert meta["v1/pr_auc"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
@@ -81,9 +110,14 @@ def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
     write_prediction_log(lake.root, day.isoformat(), tx, np.full(len(tx), 0.1), env["version"])
     metas = {}
     for engine in ("numpy", "evidently"):
-        result = dg.materialize(ASSETS, selection=[monitoring.drift_report], partition_key=day.isoformat(),
-                                resources=res, instance=env["instance"],
-                                run_config={"ops": {"drift_report": {"config": {"engine": engine}}}})
+        result = dg.materialize(
+            ASSETS,
+            selection=[monitoring.drift_report],
+            partition_key=day.isoformat(),
+            resources=res,
+            instance=env["instance"],
+            run_config={"ops": {"drift_report": {"config": {"engine": engine}}}},
+        )
         metas[engine] = _meta(result, "drift_report")
     meta = metas["evidently"]
     html = env["root"] / "reports" / "drift" / f"{day}.html"
@@ -107,12 +141,16 @@ def test_reference_comes_from_the_training_set_once_then_stays(env, tmp_path, ma
     lake = res["lake"]
     world = env["resources"]["event_source"].world()
     train = world.transactions(dt.date(2026, 10, 2))
-    lake.write_partition_file(lake.table_dir("training_set") / "split=train" / "data.parquet",
-                              pa.Table.from_pandas(train, preserve_index=False))
+    lake.write_partition_file(
+        lake.table_dir("training_set") / "split=train" / "data.parquet",
+        pa.Table.from_pandas(train, preserve_index=False),
+    )
     frame, source = reference_frame(lake, None, "7", cap=500)
     assert source.startswith("training_set train split") and len(frame) == 500
-    lake.write_partition_file(lake.table_dir("training_set") / "split=train" / "data.parquet",
-                              pa.Table.from_pandas(train.head(10), preserve_index=False))  # a later retraining
+    lake.write_partition_file(
+        lake.table_dir("training_set") / "split=train" / "data.parquet",
+        pa.Table.from_pandas(train.head(10), preserve_index=False),
+    )  # a later retraining
     again, source = reference_frame(lake, None, "7", cap=500)
     assert source == "drift_reference/model_version=7" and again["event_id"].tolist() == frame["event_id"].tolist()
 
@@ -123,8 +161,9 @@ def test_retrain_job_and_sensor_resolve_against_the_whole_graph():
 
     mine = {"prediction_log", "drift_report", "model_performance"}
     assets = [a for a in definitions.defs.assets if not {k.to_user_string() for k in _keys(a)} & mine] + ASSETS
-    defs = dg.Definitions(assets=assets, jobs=[retrain_job], sensors=[build_drift_sensor()],
-                          resources=definitions.RESOURCES)
+    defs = dg.Definitions(
+        assets=assets, jobs=[retrain_job], sensors=[build_drift_sensor()], resources=definitions.RESOURCES
+    )
     job = defs.resolve_job_def("retrain_job")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(RETRAIN_ASSETS)
     from sensors.drift import RetrainPolicy

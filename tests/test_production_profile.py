@@ -21,9 +21,14 @@ from resources import SyntheticEventSource
 from resources.profiles import dagster_instance_yaml, k8s_resources, lake_root
 from testkit.worlds import SMALL_WORLD
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings(
-    "ignore::DeprecationWarning", "ignore::FutureWarning",
-    "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies")]
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings(
+        "ignore::DeprecationWarning",
+        "ignore::FutureWarning",
+        "ignore:Asset job __ephemeral_asset_job__ materializes assets with varying BackfillPolicies",
+    ),
+]
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the pinned driver is psycopg2.
@@ -102,9 +107,15 @@ def materialized(profile, new_database):
     home.mkdir()
     (home / "dagster.yaml").write_text(dagster_instance_yaml(f"{SA_PG}/{db}"))
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        results = [dg.materialize([ingestion.raw_transactions, ingestion.raw_labels, transaction_features],
-                                  partition_key=day, resources=profile["resources"], instance=instance)
-                   for day in DAYS]
+        results = [
+            dg.materialize(
+                [ingestion.raw_transactions, ingestion.raw_labels, transaction_features],
+                partition_key=day,
+                resources=profile["resources"],
+                instance=instance,
+            )
+            for day in DAYS
+        ]
         assert all(r.success for r in results)
         latest = instance.get_latest_materialization_event(dg.AssetKey("transaction_features"))
         yield {"db": db, "results": results, "latest": latest, "storage": type(instance.run_storage).__name__}
@@ -116,8 +127,9 @@ def test_partition_materialized_with_postgres_run_and_event_storage(materialized
     run_ids = {r.run_id for r in materialized["results"]}
     stored = {row[0]: row[1] for row in _query(db, "select run_id, status from runs")}
     assert run_ids <= set(stored) and {stored[r] for r in run_ids} == {"SUCCESS"}
-    rows = _query(db, "select asset_key, partition from event_logs "
-                      "where dagster_event_type = 'ASSET_MATERIALIZATION' order by id")
+    rows = _query(
+        db, "select asset_key, partition from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION' order by id"
+    )
     assert ('["transaction_features"]', DAYS[-1]) in rows and len(rows) == 3 * len(DAYS)
     latest = materialized["latest"]
     assert latest.dagster_event.partition == DAYS[-1]
@@ -132,8 +144,9 @@ def test_model_registered_and_aliased_in_mlflow_on_postgres(profile, tmp_path):
         mlflow.log_dict({"features": ["amount"]}, "model/feature_schema.json")
     client = registry.client()
     client.create_registered_model(registry.model_name)
-    version = client.create_model_version(registry.model_name, source=f"{run.info.artifact_uri}/model",
-                                          run_id=run.info.run_id).version
+    version = client.create_model_version(
+        registry.model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    ).version
     registry.set_alias("challenger", version)
 
     assert registry.aliases() == {"challenger": str(version)}
@@ -141,7 +154,8 @@ def test_model_registered_and_aliased_in_mlflow_on_postgres(profile, tmp_path):
     assert (registry.serving_artifact(version, tmp_path) / "feature_schema.json").exists()
     db = profile["env"]["DRIFTLINE_MLFLOW_TRACKING_URI"].rsplit("/", 1)[1]
     assert _query(db, "select name, alias, version from registered_model_aliases") == [
-        (registry.model_name, "challenger", int(version))]
+        (registry.model_name, "challenger", int(version))
+    ]
     assert _query(db, "select count(*) from metrics where key = 'auc'") == [(1,)]
 
 
@@ -149,8 +163,9 @@ def test_features_materialized_to_redis_and_read_back_online(profile, materializ
     import redis
 
     resources, project, day = profile["resources"], profile["project"], DAYS[-1]
-    assert dg.materialize([feature_store.user_state, feature_store.merchant_state], partition_key=day,
-                          resources=resources).success
+    assert dg.materialize(
+        [feature_store.user_state, feature_store.merchant_state], partition_key=day, resources=resources
+    ).success
     assert dg.materialize([feature_store.feast_registry], resources=resources).success
     result = dg.materialize([feature_store.online_features], partition_key=day, resources=resources)
     meta = result.asset_materializations_for_node("online_features")[0].metadata
@@ -162,8 +177,9 @@ def test_features_materialized_to_redis_and_read_back_online(profile, materializ
     assert len(keys) >= len(users) and len(active) == 20
 
     after = dt.datetime.fromisoformat(day) + dt.timedelta(days=1, minutes=5)
-    rows = pd.DataFrame({"user_id": active["user_id"], "merchant_id": 1, "amount": 10.0,
-                         "country": "FR", "event_ts": after})
+    rows = pd.DataFrame(
+        {"user_id": active["user_id"], "merchant_id": 1, "amount": 10.0, "country": "FR", "event_ts": after}
+    )
     online = resources["feast"].online_features(rows)
     for name in ("user_txn_count_24h", "user_amount_sum_7d", "user_last_country"):
         assert list(online[name]) == list(active[name]), name
@@ -177,16 +193,29 @@ def test_lake_url_on_an_object_store_is_the_lake_root():
     assert lake_root("s3://bucket/lake/") == "s3://bucket/lake"
     with pytest.raises(ValueError, match="needs a bucket"):
         lake_root("s3://")
-    env = {"DRIFTLINE_LAKE_URL": "s3://driftline/lake", "DRIFTLINE_S3_ENDPOINT_URL": "http://minio:9000",
-           "DRIFTLINE_S3_REGION": "eu-west-3", "DRIFTLINE_DATA_DIR": "/data"}
+    env = {
+        "DRIFTLINE_LAKE_URL": "s3://driftline/lake",
+        "DRIFTLINE_S3_ENDPOINT_URL": "http://minio:9000",
+        "DRIFTLINE_S3_REGION": "eu-west-3",
+        "DRIFTLINE_DATA_DIR": "/data",
+    }
     resources = k8s_resources(env, event_source=SyntheticEventSource(**SMALL_WORLD))
     lake = resources["lake"]
     assert (lake.root, lake.s3_endpoint_url, lake.s3_region, lake.is_remote) == (
-        "s3://driftline/lake", "http://minio:9000", "eu-west-3", True)
-    assert lake.partition_url("raw_labels", "2026-10-01") == "s3://driftline/lake/raw_labels/date=2026-10-01/data.parquet"
+        "s3://driftline/lake",
+        "http://minio:9000",
+        "eu-west-3",
+        True,
+    )
+    assert (
+        lake.partition_url("raw_labels", "2026-10-01") == "s3://driftline/lake/raw_labels/date=2026-10-01/data.parquet"
+    )
     feast = resources["feast"]
     assert (feast.lake.root, feast.lake.s3_endpoint_url, feast.lake.s3_region) == (
-        "s3://driftline/lake", "http://minio:9000", "eu-west-3")
+        "s3://driftline/lake",
+        "http://minio:9000",
+        "eu-west-3",
+    )
     assert resources["seldon_target"].lake.root == "s3://driftline/lake"
     conf = resources["feature_engine"].spark.spark_config
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
@@ -202,19 +231,31 @@ def test_lake_url_on_an_object_store_is_the_lake_root():
 def test_profile_deploys_to_kubernetes_with_secrets_as_env_vars(monkeypatch):
     """The k8s profile's SeldonTarget comes from the settings, and from os.environ the
     connection strings reach the resources as dg.EnvVar (the UI shows names, not passwords)."""
-    env = {"DRIFTLINE_SELDON_NAMESPACE": "ml", "DRIFTLINE_SELDON_DEPLOYMENT": "fraud-eu",
-           "DRIFTLINE_SELDON_IMAGE": "registry.example.com/driftline/serving:9.9",
-           "DRIFTLINE_INGRESS_URL": "https://gateway.example.com",
-           "DRIFTLINE_MLFLOW_TRACKING_URI": "postgresql+psycopg2://mlflow:pw@postgresql:5432/mlflow",
-           "DRIFTLINE_REDIS": "redis-master:6379,password=pw", "DRIFTLINE_INGRESS_JWT_SECRET": "s3cret"}
+    env = {
+        "DRIFTLINE_SELDON_NAMESPACE": "ml",
+        "DRIFTLINE_SELDON_DEPLOYMENT": "fraud-eu",
+        "DRIFTLINE_SELDON_IMAGE": "registry.example.com/driftline/serving:9.9",
+        "DRIFTLINE_INGRESS_URL": "https://gateway.example.com",
+        "DRIFTLINE_MLFLOW_TRACKING_URI": "postgresql+psycopg2://mlflow:pw@postgresql:5432/mlflow",
+        "DRIFTLINE_REDIS": "redis-master:6379,password=pw",
+        "DRIFTLINE_INGRESS_JWT_SECRET": "s3cret",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     resources = k8s_resources(event_source=SyntheticEventSource(**SMALL_WORLD))
     target = resources["seldon_target"]
     assert (target.kind, target.namespace, target.deployment_name, target.image, target.ingress_url) == (
-        "kubernetes", "ml", "fraud-eu", "registry.example.com/driftline/serving:9.9", "https://gateway.example.com")
+        "kubernetes",
+        "ml",
+        "fraud-eu",
+        "registry.example.com/driftline/serving:9.9",
+        "https://gateway.example.com",
+    )
     assert target.in_cluster and target.online_features == "server"
-    for value in (resources["mlflow_registry"].tracking_uri, resources["feast"].online_store_connection_string,
-                  target.ingress_jwt_secret):
+    for value in (
+        resources["mlflow_registry"].tracking_uri,
+        resources["feast"].online_store_connection_string,
+        target.ingress_jwt_secret,
+    ):
         assert isinstance(value, dg.EnvVar) and "pw" not in value and "s3cret" not in value
     assert resources["mlflow_registry"]._uri() == env["DRIFTLINE_MLFLOW_TRACKING_URI"]  # resolved when used

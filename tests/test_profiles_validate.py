@@ -25,13 +25,23 @@ PROFILES = {
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_profile_validates_with_the_dagster_cli(profile, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    env |= {"DRIFTLINE_ENV": profile, "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
-            "DRIFTLINE_LAKE_URL": (tmp_path / "lake").as_uri(), "DAGSTER_HOME": str(tmp_path / "home"),
-            **PROFILES[profile]}
+    env |= {
+        "DRIFTLINE_ENV": profile,
+        "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
+        "DRIFTLINE_LAKE_URL": (tmp_path / "lake").as_uri(),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        **PROFILES[profile],
+    }
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     log = out.stdout + out.stderr
     assert out.returncode == 0, log
     assert "Validation successful" in log

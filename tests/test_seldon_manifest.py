@@ -36,11 +36,21 @@ def manifests():
     shadow = mf.Predictor("shadow", "driftline-fraud", "5", "/srv/models/v5", 0, shadow=True)
     return {
         "single": mf.render("fraud", "default", [main], "driftline/serving:1"),
-        "canary": mf.render("fraud", "ml", [mf.Predictor(**{**main.__dict__, "traffic": 90}), canary],
-                            "driftline/serving:1", rollout={"canary": "4", "canary_weight": 10}),
+        "canary": mf.render(
+            "fraud",
+            "ml",
+            [mf.Predictor(**{**main.__dict__, "traffic": 90}), canary],
+            "driftline/serving:1",
+            rollout={"canary": "4", "canary_weight": 10},
+        ),
         "shadow": mf.render("fraud", "ml", [main, shadow], "driftline/serving:1", log_url="http://logger"),
-        "rolled_back": mf.render("fraud", "ml", [main, mf.Predictor(**{**canary.__dict__, "traffic": 0})],
-                                 "driftline/serving:1", rollout={"action": "rollback"}),
+        "rolled_back": mf.render(
+            "fraud",
+            "ml",
+            [main, mf.Predictor(**{**canary.__dict__, "traffic": 0})],
+            "driftline/serving:1",
+            rollout={"action": "rollback"},
+        ),
     }
 
 
@@ -65,8 +75,10 @@ def test_manifest_round_trip_and_summary(tmp_path):
     for suffix in ("yaml", "json"):
         path = mf.write(m, tmp_path / f"sdep.{suffix}")
         assert mf.load(path) == m
-    assert mf.summary(m) == {"main": {"traffic": 90, "shadow": False, "version": "3"},
-                             "canary": {"traffic": 10, "shadow": False, "version": "4"}}
+    assert mf.summary(m) == {
+        "main": {"traffic": 90, "shadow": False, "version": "3"},
+        "canary": {"traffic": 10, "shadow": False, "version": "4"},
+    }
     assert mf.rollout(m) == {"canary": "4", "canary_weight": 10}
     assert mf.parameters(m["spec"]["predictors"][0])["max_batch_rows"] == 10_000
 
@@ -125,8 +137,10 @@ def test_seldon_package_stays_out_of_the_orchestration_stack():
     import subprocess
     import sys
 
-    code = ("import sys, seldon.model, seldon.ingress, seldon.runtime, seldon.manifest; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'mlflow', 'feast', 'lightning'}))")
+    code = (
+        "import sys, seldon.model, seldon.ingress, seldon.runtime, seldon.manifest; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'mlflow', 'feast', 'lightning'}))"
+    )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -29,8 +29,10 @@ def _reference_encode(schema, columns):
         if values is None:
             x = np.full(n, feat.fill, dtype=np.float64)
         else:
-            x = np.array([feat.fill if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-                          for v in values], dtype=np.float64)
+            x = np.array(
+                [feat.fill if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values],
+                dtype=np.float64,
+            )
             x = np.where(np.isfinite(x), x, feat.fill)
         if feat.transform == "log1p":
             x = np.log1p(np.maximum(x, 0.0))
@@ -47,10 +49,18 @@ def test_encode_columns_is_bit_identical_to_the_per_value_reference():
     columns = {c.name: [rng.choice(cats) for _ in range(n)] for c in schema.categorical}
     columns.update({f.name: [rng.choice(nums + [rng.uniform(-10, 1e4)]) for _ in range(n)] for f in schema.numeric})
     del columns["user_txn_count_7d"]  # absent: missing
-    variants = [columns, {k: np.array(v, dtype=object) for k, v in columns.items()},
-                {k: (pd.Series(v, dtype=object).to_numpy() if isinstance(v[0], str) or v[0] is None else
-                     pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy())
-                 for k, v in columns.items()}]
+    variants = [
+        columns,
+        {k: np.array(v, dtype=object) for k, v in columns.items()},
+        {
+            k: (
+                pd.Series(v, dtype=object).to_numpy()
+                if isinstance(v[0], str) or v[0] is None
+                else pd.to_numeric(pd.Series(v, dtype=object), errors="coerce").to_numpy()
+            )
+            for k, v in columns.items()
+        },
+    ]
     with np.errstate(over="ignore"):
         for cols in variants:
             ref_cat, ref_num = _reference_encode(schema, cols)
@@ -73,8 +83,9 @@ def test_request_shapes_score_alike(component):
     rows[3][0], rows[4][5] = None, None  # a missing categorical and a missing numeric
     by_columns = component.score_columns({n: [r[i] for r in rows] for i, n in enumerate(names)})
     ndarray = component.predict_raw({"data": {"names": names, "ndarray": rows}})
-    tensor = component.predict_raw({"data": {"names": names, "tensor": {"shape": [len(rows), len(names)],
-                                                                        "values": [v for r in rows for v in r]}}})
+    tensor = component.predict_raw(
+        {"data": {"names": names, "tensor": {"shape": [len(rows), len(names)], "values": [v for r in rows for v in r]}}}
+    )
     shuffled = names[::-1]
     reordered = component.predict_raw({"data": {"names": shuffled, "ndarray": [r[::-1] for r in rows]}})
     for out in (ndarray, tensor, reordered):
@@ -82,19 +93,22 @@ def test_request_shapes_score_alike(component):
     assert ndarray["meta"]["tags"] == {"model_name": "driftline-fraud", "model_version": "1"}
 
 
-@pytest.mark.parametrize("data, needle", [
-    ({"names": ["category"], "ndarray": [["grocery"]]}, "missing"),
-    ({"ndarray": [[1.0]]}, "names"),
-    ("NAMES", "row width"),
-    ("STRING_NUMBER", "non-numeric"),
-    ("NAN", "NaN or infinity"),
-    ("BOOL", "non-numeric"),
-    ("NUMBER_CATEGORY", "categorical"),
-    ("NESTED", "value"),
-    ("EMPTY", "empty batch"),
-    ("HUGE_INT", "out of range"),
-    ("TENSOR_SHAPE", "tensor shape"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        ({"names": ["category"], "ndarray": [["grocery"]]}, "missing"),
+        ({"ndarray": [[1.0]]}, "names"),
+        ("NAMES", "row width"),
+        ("STRING_NUMBER", "non-numeric"),
+        ("NAN", "NaN or infinity"),
+        ("BOOL", "non-numeric"),
+        ("NUMBER_CATEGORY", "categorical"),
+        ("NESTED", "value"),
+        ("EMPTY", "empty batch"),
+        ("HUGE_INT", "out of range"),
+        ("TENSOR_SHAPE", "tensor shape"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_problem(component, data, needle):
     names, rows = sample_rows(2)
     row = list(rows[0])
@@ -106,7 +120,7 @@ def test_bad_input_is_a_400_naming_the_problem(component, data, needle):
         "NUMBER_CATEGORY": {"names": names, "ndarray": [[5] + row[1:]]},
         "NESTED": {"names": names, "ndarray": [row[:3] + [[1.0]] + row[4:]]},
         "EMPTY": {"names": names, "ndarray": []},
-        "HUGE_INT": {"names": names, "ndarray": [row[:3] + [10 ** 400] + row[4:]]},
+        "HUGE_INT": {"names": names, "ndarray": [row[:3] + [10**400] + row[4:]]},
         "TENSOR_SHAPE": {"names": names, "tensor": {"shape": [2, len(names)], "values": row}},
     }
     body = {"data": bodies.get(data, data) if isinstance(data, str) else data}
@@ -136,13 +150,21 @@ def test_online_store_encoding_matches_feast():
 
     from seldon.online import decode_value, entity_key
 
-    for key, value in (("user_id", 0), ("user_id", 4999), ("merchant_id", -3), ("merchant_id", 2 ** 40)):
+    for key, value in (("user_id", 0), ("user_id", 4999), ("merchant_id", -3), ("merchant_id", 2**40)):
         proto = EntityKey(join_keys=[key], entity_values=[Value(int64_val=value)])
         assert entity_key(key, value) == serialize_entity_key(proto, entity_key_serialization_version=3)
-    for kw, expected in ((dict(int64_val=5), 5), (dict(int64_val=-1), -1), (dict(double_val=1.25), 1.25),
-                         (dict(string_val="FR"), "FR"), (dict(string_val="É"), "É"), (dict(int32_val=7), 7),
-                         (dict(bool_val=True), True), (dict(float_val=2.5), 2.5), (dict(null_val=Null.NULL), None),
-                         ({}, None)):
+    for kw, expected in (
+        (dict(int64_val=5), 5),
+        (dict(int64_val=-1), -1),
+        (dict(double_val=1.25), 1.25),
+        (dict(string_val="FR"), "FR"),
+        (dict(string_val="É"), "É"),
+        (dict(int32_val=7), 7),
+        (dict(bool_val=True), True),
+        (dict(float_val=2.5), 2.5),
+        (dict(null_val=Null.NULL), None),
+        ({}, None),
+    ):
         assert decode_value(Value(**kw).SerializeToString()) == expected
 
 
@@ -152,12 +174,14 @@ def test_on_demand_matches_the_feast_udf():
 
     rng = random.Random(5)
     n = 500
-    cols = {"amount": [rng.choice([0.0, 12.5, rng.uniform(0, 900)]) for _ in range(n)],
-            "event_epoch_s": [rng.uniform(1.7e9, 1.8e9) for _ in range(n)],
-            "country": [rng.choice(["FR", "DE", None]) for _ in range(n)],
-            "user_mean_amount_30d": [rng.choice([None, 0.0, rng.uniform(1, 200)]) for _ in range(n)],
-            "user_last_txn_epoch_s": [rng.choice([None, rng.uniform(1.7e9, 1.8e9)]) for _ in range(n)],
-            "user_last_country": [rng.choice(["FR", "DE", None]) for _ in range(n)]}
+    cols = {
+        "amount": [rng.choice([0.0, 12.5, rng.uniform(0, 900)]) for _ in range(n)],
+        "event_epoch_s": [rng.uniform(1.7e9, 1.8e9) for _ in range(n)],
+        "country": [rng.choice(["FR", "DE", None]) for _ in range(n)],
+        "user_mean_amount_30d": [rng.choice([None, 0.0, rng.uniform(1, 200)]) for _ in range(n)],
+        "user_last_txn_epoch_s": [rng.choice([None, rng.uniform(1.7e9, 1.8e9)]) for _ in range(n)],
+        "user_last_country": [rng.choice(["FR", "DE", None]) for _ in range(n)],
+    }
     ref = fraud_request_features(pd.DataFrame(cols))
     mine = on_demand(**cols)
     for name in ref.columns:

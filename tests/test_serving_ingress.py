@@ -30,10 +30,15 @@ pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving i
 
 
 def predictors(root: Path, canary_weight: int, shadow: bool = False):
-    main = mf.Predictor("main", "driftline-fraud", "1", str(build_artifact(root / "m1", "1", seed=0)),
-                        100 - canary_weight, workers=1)
-    out = [main, mf.Predictor("canary", "driftline-fraud", "2", str(build_artifact(root / "m2", "2", seed=1)),
-                              canary_weight, workers=1)]
+    main = mf.Predictor(
+        "main", "driftline-fraud", "1", str(build_artifact(root / "m1", "1", seed=0)), 100 - canary_weight, workers=1
+    )
+    out = [
+        main,
+        mf.Predictor(
+            "canary", "driftline-fraud", "2", str(build_artifact(root / "m2", "2", seed=1)), canary_weight, workers=1
+        ),
+    ]
     if shadow:
         out.append(mf.Predictor("shadow", "driftline-fraud", "2", str(root / "m2"), 0, shadow=True, workers=1))
     return out
@@ -44,8 +49,12 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("ingress")
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     port = free_port()
-    target = SeldonTarget(serving_dir=str(root / "serving"), lake=Lake(root=str(root / "lake")),
-                          feast_repo=str(root / "no-feast"), ingress_url=f"http://127.0.0.1:{port}")
+    target = SeldonTarget(
+        serving_dir=str(root / "serving"),
+        lake=Lake(root=str(root / "lake")),
+        feast_repo=str(root / "no-feast"),
+        ingress_url=f"http://127.0.0.1:{port}",
+    )
     manifest = mf.render("fraud", "default", predictors(root, 30, shadow=True), "driftline/serving:test")
     target.apply(manifest)
     url = f"http://127.0.0.1:{port}/seldon/default/fraud/api/v1.0/predictions"
@@ -145,8 +154,10 @@ def test_admin_changes_traffic_until_manifest_changes(stack):
     assert r.status_code == 200, r.text
     seen = {requests.post(url, json=body(), headers=headers()).headers["Seldon-Predictor"] for _ in range(30)}
     assert seen == {"main"}
-    assert requests.post(f"{base}/admin/traffic", json={"weights": {"main": 1}},
-                         headers=headers("admin")).status_code == 400
+    assert (
+        requests.post(f"{base}/admin/traffic", json={"weights": {"main": 1}}, headers=headers("admin")).status_code
+        == 400
+    )
     target.apply(mf.load(target.manifest_path))  # re-applying the manifest clears the override
     time.sleep(0.6)
     state = requests.get(f"{base}/admin/state", headers=headers("admin")).json()
@@ -156,17 +167,29 @@ def test_admin_changes_traffic_until_manifest_changes(stack):
 def hostile_payloads() -> list:
     names, rows = sample_rows(2)
     good = {"names": names, "ndarray": rows}
-    cases = [b"", b"{", b"[]", b"null", b"42", b'"text"', b"{\"data\": 1}", b"\xff\xfe", b"{" * 5000 + b"}" * 5000,
-             json.dumps({"data": {"names": names}}).encode(), json.dumps({"data": {"ndarray": rows}}).encode(),
-             json.dumps({"data": {"names": names, "ndarray": []}}).encode(),
-             json.dumps({"data": {"names": names, "ndarray": [rows[0][:-1]]}}).encode(),
-             json.dumps({"data": {"names": names + ["extra"], "ndarray": [r + [1] for r in rows]}}).encode(),
-             json.dumps({"data": {"names": names[1:], "ndarray": [r[1:] for r in rows]}}).encode(),
-             json.dumps({"data": {"names": names, "ndarray": [rows[0]] * 20_001}}).encode(),
-             json.dumps({"data": {"names": names, "tensor": {"shape": [1, 3], "values": [1, 2, 3]}}}).encode(),
-             json.dumps({"data": {"names": names, "tensor": {"shape": "x", "values": []}}}).encode(),
-             json.dumps({"jsonData": "not a transaction"}).encode(), json.dumps({"jsonData": [1, 2]}).encode(),
-             json.dumps({"data": {**good, "names": names[:1] * len(names)}}).encode()]
+    cases = [
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b"42",
+        b'"text"',
+        b'{"data": 1}',
+        b"\xff\xfe",
+        b"{" * 5000 + b"}" * 5000,
+        json.dumps({"data": {"names": names}}).encode(),
+        json.dumps({"data": {"ndarray": rows}}).encode(),
+        json.dumps({"data": {"names": names, "ndarray": []}}).encode(),
+        json.dumps({"data": {"names": names, "ndarray": [rows[0][:-1]]}}).encode(),
+        json.dumps({"data": {"names": names + ["extra"], "ndarray": [r + [1] for r in rows]}}).encode(),
+        json.dumps({"data": {"names": names[1:], "ndarray": [r[1:] for r in rows]}}).encode(),
+        json.dumps({"data": {"names": names, "ndarray": [rows[0]] * 20_001}}).encode(),
+        json.dumps({"data": {"names": names, "tensor": {"shape": [1, 3], "values": [1, 2, 3]}}}).encode(),
+        json.dumps({"data": {"names": names, "tensor": {"shape": "x", "values": []}}}).encode(),
+        json.dumps({"jsonData": "not a transaction"}).encode(),
+        json.dumps({"jsonData": [1, 2]}).encode(),
+        json.dumps({"data": {**good, "names": names[:1] * len(names)}}).encode(),
+    ]
     for col in range(3, len(names)):  # every numeric column: string, NaN, inf, -inf, bool, list, dict
         for bad in ('"12"', "NaN", "Infinity", "-Infinity", "true", "[1]", '{"a": 1}'):
             row = [json.dumps(v) for v in rows[0]]
@@ -198,8 +221,13 @@ def test_hostile_payloads_get_4xx_and_service_keeps_serving(stack):
 def test_metrics_exposition(stack):
     target, _, _ = stack
     text = target.ingress_metrics()
-    for family in ("seldon_ingress_requests_total", "seldon_ingress_request_duration_seconds_bucket",
-                   "seldon_ingress_in_flight_requests", "seldon_ingress_score_bucket", "seldon_ingress_traffic_weight"):
+    for family in (
+        "seldon_ingress_requests_total",
+        "seldon_ingress_request_duration_seconds_bucket",
+        "seldon_ingress_in_flight_requests",
+        "seldon_ingress_score_bucket",
+        "seldon_ingress_traffic_weight",
+    ):
         assert family in text
 
 
@@ -237,8 +265,17 @@ def test_prediction_log_conservation_across_restart(stack):
     mine = log[log.request_id.str.startswith("log-")]
     assert mine.request_id.nunique() == answered[200] == 700
     assert len(mine) == answered["rows"]
-    assert set(mine.columns) >= {"request_id", "ts", "subject", "deployment", "predictor", "model_version",
-                                 "features", "score", "latency_ms"}
+    assert set(mine.columns) >= {
+        "request_id",
+        "ts",
+        "subject",
+        "deployment",
+        "predictor",
+        "model_version",
+        "features",
+        "score",
+        "latency_ms",
+    }
     assert json.loads(mine.features.iloc[0])["category"]
     assert log.request_id.nunique() >= n_before
     target.apply(mf.load(target.manifest_path))  # bring the stack back for any later test
@@ -249,10 +286,27 @@ def test_tls_when_certificate_configured(tmp_path, stack):
     target, _, _ = stack
     cert, key = _self_signed(tmp_path)
     port = free_port()
-    proc = subprocess.Popen([str(SERVING_PY), "-X", "faulthandler", "-m", "seldon.ingress", "--manifest", str(target.manifest_path),
-                             "--endpoints", str(target.state_dir / "endpoints.json"), "--port", str(port),
-                             "--tls-cert", str(cert), "--tls-key", str(key)], cwd=ROOT,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(SERVING_PY),
+            "-X",
+            "faulthandler",
+            "-m",
+            "seldon.ingress",
+            "--manifest",
+            str(target.manifest_path),
+            "--endpoints",
+            str(target.state_dir / "endpoints.json"),
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"https://127.0.0.1:{port}/seldon/default/fraud/api/v1.0/predictions"
         deadline = time.monotonic() + 20
@@ -283,22 +337,52 @@ def _odd_bodies() -> list:
     import random
 
     names, rows = sample_rows(50, seed=3)
-    out = [{"data": {"names": names, "ndarray": rows}},
-           {"data": {"names": names, "tensor": {"shape": [50, len(names)], "values": [v for r in rows for v in r]}}},
-           {"jsonData": {"user_id": 1, "amount": 2.5, "country": "FR"}},
-           {"jsonData": {"transactions": [{"user_id": 1}, {"user_id": 2, "x": None}]}},
-           {"data": {"names": [], "ndarray": [[1, 2]]}}, {"data": {"ndarray": [[1, 2]]}}, [1, 2], {"foo": 1},
-           {"data": {"names": ["a", "a"], "ndarray": [[1, 2]]}},
-           {"data": {"names": ["a", "b"], "ndarray": [[1], [2, 3]]}}]
+    out = [
+        {"data": {"names": names, "ndarray": rows}},
+        {"data": {"names": names, "tensor": {"shape": [50, len(names)], "values": [v for r in rows for v in r]}}},
+        {"jsonData": {"user_id": 1, "amount": 2.5, "country": "FR"}},
+        {"jsonData": {"transactions": [{"user_id": 1}, {"user_id": 2, "x": None}]}},
+        {"data": {"names": [], "ndarray": [[1, 2]]}},
+        {"data": {"ndarray": [[1, 2]]}},
+        [1, 2],
+        {"foo": 1},
+        {"data": {"names": ["a", "a"], "ndarray": [[1, 2]]}},
+        {"data": {"names": ["a", "b"], "ndarray": [[1], [2, 3]]}},
+    ]
     strings = ["grocery", "é", 'q"uote', "back\\slash", "new\nline", "\u2028", "del\x7f", "x, y", "%s", "}, {", ""]
     for s_ in strings:  # strings that json.dumps escapes and ones it does not
         out.append({"data": {"names": ["s", "n"], "ndarray": [[s_, 1.5], [None, None], ["plain", 2]]}})
-    magnitudes = [0.0, -0.0, 1e-300, 5e-324, 1e-5, 9.99e-5, 1e-4, 0.1, 1 / 3, 1.0, 12.5, 1e9, 9999999999.5, 1e10, 1e15,
-                  1.5e16, 1e300, float("nan"), float("inf")]
+    magnitudes = [
+        0.0,
+        -0.0,
+        1e-300,
+        5e-324,
+        1e-5,
+        9.99e-5,
+        1e-4,
+        0.1,
+        1 / 3,
+        1.0,
+        12.5,
+        1e9,
+        9999999999.5,
+        1e10,
+        1e15,
+        1.5e16,
+        1e300,
+        float("nan"),
+        float("inf"),
+    ]
     for m in magnitudes:  # floats either side of the range Arrow formats like repr
         out.append({"data": {"names": ["x", "y"], "ndarray": [[m, -m], [2.25, None], [3.0, 4.0]]}})
-    out.append({"data": {"names": ["i", "f", "b", "mix"], "ndarray": [[2 ** 70, 1.0, True, 1], [-3, 2.5, False, 1.5],
-                                                                       [None, None, None, "s"]]}})
+    out.append(
+        {
+            "data": {
+                "names": ["i", "f", "b", "mix"],
+                "ndarray": [[2**70, 1.0, True, 1], [-3, 2.5, False, 1.5], [None, None, None, "s"]],
+            }
+        }
+    )
     rng = random.Random(5)
     pool = [None, True, 0, -7, 1.5, 1e17, "a", "é", [1, {"k": "v"}], {"a": 1}]
     for _ in range(200):
@@ -306,8 +390,11 @@ def _odd_bodies() -> list:
         names_ = rng.sample(["a", "b", "c%d", 'q"', "é", "k"], width)
         rows_ = [[rng.choice(pool) for _ in range(width)] for _ in range(n)]
         flat = [v for r in rows_ for v in r]
-        out.append({"data": {"names": names_, "ndarray": rows_}} if rng.random() < 0.5 else
-                   {"data": {"names": names_, "tensor": {"shape": [n, width], "values": flat}}})
+        out.append(
+            {"data": {"names": names_, "ndarray": rows_}}
+            if rng.random() < 0.5
+            else {"data": {"names": names_, "tensor": {"shape": [n, width], "values": flat}}}
+        )
     return out
 
 
@@ -322,7 +409,7 @@ def test_log_features_are_byte_identical_to_per_row_json():
     for i, b in enumerate(bodies[:60] * 3):
         n = len(_reference_features(b)) + (i % 3 == 2) - (i % 5 == 4)
         encoder.add(b, max(n, 0))
-        ref = _reference_features(b)[:max(n, 0)]
+        ref = _reference_features(b)[: max(n, 0)]
         expected += ref + [None] * (max(n, 0) - len(ref))
     assert encoder.finish().to_pylist() == expected
 
@@ -337,9 +424,15 @@ def test_arrow_float_text_is_repr_within_its_range():
     rng = np.random.default_rng(0)
     lo, hi = (int(np.log10(b)) for b in _ARROW_FLOAT_RANGE)
     for e in range(lo, hi):
-        low, high = 10.0 ** e, 10.0 ** (e + 1)
-        x = np.concatenate([rng.uniform(low, high, 20_000), np.round(rng.uniform(1, 10, 2_000), 2) * low,
-                            np.floor(rng.uniform(low, high, 2_000)), [low, np.nextafter(high, 0)]])
+        low, high = 10.0**e, 10.0 ** (e + 1)
+        x = np.concatenate(
+            [
+                rng.uniform(low, high, 20_000),
+                np.round(rng.uniform(1, 10, 2_000), 2) * low,
+                np.floor(rng.uniform(low, high, 2_000)),
+                [low, np.nextafter(high, 0)],
+            ]
+        )
         x = x[(x >= low) & (x < high)]
         values = np.concatenate([x, -x]).tolist()
         text = [t if "." in t else t + ".0" for t in pa.array(values, pa.float64()).cast(pa.string()).to_pylist()]
@@ -349,7 +442,7 @@ def test_arrow_float_text_is_repr_within_its_range():
 def _log_items(n_requests: int, rows: int = 3):
     names, sample = sample_rows(rows * n_requests, seed=9)
     for i in range(n_requests):
-        body_ = json.dumps({"data": {"names": names, "ndarray": sample[i * rows:(i + 1) * rows]}}).encode()
+        body_ = json.dumps({"data": {"names": names, "ndarray": sample[i * rows : (i + 1) * rows]}}).encode()
         yield f"r{i}", "sub", "fraud", "main", "1", body_, [0.25] * rows, 0.002
 
 
@@ -430,11 +523,21 @@ def test_log_failed_write_is_retried_and_schema_unchanged(tmp_path):
     plog.close()
     assert plog.write_errors == 1 and plog.rows_written == 60
     table = pq.ParquetDataset(list((tmp_path / "prediction_log").glob("date=*/*.parquet"))).read()
-    assert table.schema.remove_metadata() == pa.schema([
-        ("request_id", pa.string()), ("row", pa.int32()), ("ts", pa.timestamp("us", tz="UTC")),
-        ("subject", pa.string()), ("deployment", pa.string()), ("predictor", pa.string()),
-        ("model_version", pa.string()), ("features", pa.string()), ("score", pa.float32()),
-        ("latency_ms", pa.float64()), ("date", table.schema.field("date").type)])
+    assert table.schema.remove_metadata() == pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("row", pa.int32()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("subject", pa.string()),
+            ("deployment", pa.string()),
+            ("predictor", pa.string()),
+            ("model_version", pa.string()),
+            ("features", pa.string()),
+            ("score", pa.float32()),
+            ("latency_ms", pa.float64()),
+            ("date", table.schema.field("date").type),
+        ]
+    )
     rows = sorted(table.to_pylist(), key=lambda r: (int(r["request_id"][1:]), r["row"]))
     assert [r["features"] for r in rows] == [f for item in items for f in _reference_features(item[5])]
     assert {r["latency_ms"] for r in rows} == {2.0} and {r["score"] for r in rows} == {0.25}
@@ -478,10 +581,14 @@ def test_monitoring_reads_the_log_the_ingress_writes(tmp_path):
         plog.record(*item)
     plog.close()
     day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    frame, total = read_prediction_window(Lake(root=str(tmp_path / "lake")), [day], ["category", "country"],
-                                          ["amount", "user_txn_count_24h"])
-    sent = [dict(zip(json.loads(item[5])["data"]["names"], row)) for item in items
-            for row in json.loads(item[5])["data"]["ndarray"]]
+    frame, total = read_prediction_window(
+        Lake(root=str(tmp_path / "lake")), [day], ["category", "country"], ["amount", "user_txn_count_24h"]
+    )
+    sent = [
+        dict(zip(json.loads(item[5])["data"]["names"], row))
+        for item in items
+        for row in json.loads(item[5])["data"]["ndarray"]
+    ]
     assert total == 20
     assert sorted(frame["amount"]) == sorted(r["amount"] for r in sent)
     assert sorted(frame["category"]) == sorted(r["category"] for r in sent)
@@ -499,15 +606,22 @@ def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 

@@ -101,9 +101,15 @@ def _forget_repo_modules(root: Path):
 
 
 def _raw(row) -> dict:
-    return {"user_id": int(row.user_id), "merchant_id": int(row.merchant_id), "amount": float(row.amount),
-            "country": None if pd.isna(row.country) else str(row.country), "category": str(row.category),
-            "channel": str(row.channel), "event_ts": pd.Timestamp(row.event_ts).isoformat()}
+    return {
+        "user_id": int(row.user_id),
+        "merchant_id": int(row.merchant_id),
+        "amount": float(row.amount),
+        "country": None if pd.isna(row.country) else str(row.country),
+        "category": str(row.category),
+        "channel": str(row.channel),
+        "event_ts": pd.Timestamp(row.event_ts).isoformat(),
+    }
 
 
 @pytest.mark.parametrize("online", ["store", "server"])
@@ -111,12 +117,19 @@ def test_raw_transaction_scores_like_its_training_frame_row(plane, online):
     root = plane["root"] / f"serving-{online}"
     os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = SECRET
     port = free_port()
-    target = SeldonTarget(serving_dir=str(root), lake=Lake(root=str(root / "lake")), feast_repo=str(plane["feast"].repo_dir),
-                          ingress_url=f"http://127.0.0.1:{port}", online_features=online,
-                          feast_server_url=f"http://127.0.0.1:{free_port()}", ready_timeout_s=180)
+    target = SeldonTarget(
+        serving_dir=str(root),
+        lake=Lake(root=str(root / "lake")),
+        feast_repo=str(plane["feast"].repo_dir),
+        ingress_url=f"http://127.0.0.1:{port}",
+        online_features=online,
+        feast_server_url=f"http://127.0.0.1:{free_port()}",
+        ready_timeout_s=180,
+    )
     assert target.feast_url.startswith("file://" if online == "store" else "http://")
-    predictor = mf.Predictor("main", "driftline-fraud", "1", str(plane["artifact"]), 100, feast_url=target.feast_url,
-                             workers=1)
+    predictor = mf.Predictor(
+        "main", "driftline-fraud", "1", str(plane["artifact"]), 100, feast_url=target.feast_url, workers=1
+    )
     try:
         target.apply(mf.render("fraud", "default", [predictor], "driftline/serving:test"))
         url = f"http://127.0.0.1:{port}/seldon/default/fraud/api/v1.0/predictions"

@@ -15,8 +15,7 @@ from driftline import settings
 from resources.synthetic.config import DEFAULT_WORLD
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ["assets", "resources", "sensors", "ml", "monitoring", "deployment", "driftline", "seldon",
-           "definitions.py"]
+LIBRARY = ["assets", "resources", "sensors", "ml", "monitoring", "deployment", "driftline", "seldon", "definitions.py"]
 SETTINGS_MODULE = ROOT / "driftline" / "settings.py"
 NAME = re.compile(r"DRIFTLINE_[A-Z0-9_]+")  # one ending in "_" is a prefix in prose (DRIFTLINE_SYNTH_*)
 SKIPPED_DIRS = {"data", "node_modules", "build", "__pycache__"}
@@ -53,8 +52,9 @@ def _repo_files():
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
         for name in files:
             path = Path(folder, name)
-            if (name.endswith(suffixes) or name == "Makefile" or name.startswith("Dockerfile")) \
-                    and path != Path(__file__).resolve():  # this file names made-up variables
+            if (name.endswith(suffixes) or name == "Makefile" or name.startswith("Dockerfile")) and path != Path(
+                __file__
+            ).resolve():  # this file names made-up variables
                 yield path
 
 
@@ -73,9 +73,11 @@ def test_every_variable_named_in_the_repository_is_declared():
 
 def _environment_reads(tree: ast.AST):
     """(line, key) of every os.environ / os.getenv read; key None when it is not a literal."""
+
     def is_environ(node) -> bool:
         return (isinstance(node, ast.Attribute) and node.attr == "environ") or (
-            isinstance(node, ast.Name) and node.id == "environ")
+            isinstance(node, ast.Name) and node.id == "environ"
+        )
 
     for node in ast.walk(tree):
         key = ...
@@ -90,13 +92,15 @@ def _environment_reads(tree: ast.AST):
 
 
 def test_no_library_module_reads_driftline_variables_itself():
-    probe = ast.parse("import os\nos.environ.get('DRIFTLINE_X')\nos.getenv(name)\nos.environ['DRIFTLINE_Y']\n"
-                      "os.environ['DRIFTLINE_Z'] = '1'\nenv = {**os.environ}")
+    probe = ast.parse(
+        "import os\nos.environ.get('DRIFTLINE_X')\nos.getenv(name)\nos.environ['DRIFTLINE_Y']\n"
+        "os.environ['DRIFTLINE_Z'] = '1'\nenv = {**os.environ}"
+    )
     assert sorted(key or "" for _, key in _environment_reads(probe)) == ["", "DRIFTLINE_X", "DRIFTLINE_Y"]
     offenders = []
     for entry in LIBRARY:
         base = ROOT / entry
-        for path in ([base] if base.is_file() else sorted(base.rglob("*.py"))):
+        for path in [base] if base.is_file() else sorted(base.rglob("*.py")):
             if path == SETTINGS_MODULE:
                 continue
             tree = ast.parse(path.read_text(), str(path))
@@ -109,10 +113,19 @@ def test_no_library_module_reads_driftline_variables_itself():
 def test_load_reads_at_call_time_with_profile_defaults():
     local = settings.load({})
     assert (local.env, local.data_dir, local.start_date, local.sensor_interval_s, local.automation) == (
-        "local", "data", "2026-10-01", 30, True)
+        "local",
+        "data",
+        "2026-10-01",
+        30,
+        True,
+    )
     k8s = settings.load({"DRIFTLINE_ENV": "k8s", "DRIFTLINE_AUTOMATION": "off", "DRIFTLINE_SYNTH_USERS": "40"})
     assert (k8s.data_dir, k8s.mlflow_artifacts, k8s.automation, k8s.synthetic_world) == (
-        "/data", "/data/mlartifacts", False, {"n_users": 40})
+        "/data",
+        "/data/mlartifacts",
+        False,
+        {"n_users": 40},
+    )
     assert local.ingress_url != k8s.ingress_url
     with pytest.raises(ValueError, match="DRIFTLINE_ENV"):
         settings.load({"DRIFTLINE_ENV": "prod"})

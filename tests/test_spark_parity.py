@@ -48,8 +48,9 @@ def world(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("spark_parity")
     resources = make_resources(root)
     for day in DAYS:
-        assert dg.materialize([ingestion.raw_transactions, ingestion.raw_labels], partition_key=day,
-                              resources=resources).success
+        assert dg.materialize(
+            [ingestion.raw_transactions, ingestion.raw_labels], partition_key=day, resources=resources
+        ).success
     return root, resources
 
 
@@ -99,8 +100,9 @@ def test_spark_asset_writes_the_same_lake_partition(world, spark, tmp_path):
     spark_root = tmp_path / "spark_lake"
     for table in ("raw_transactions", "raw_labels"):
         shutil.copytree(root / "lake" / table, spark_root / table)
-    spark_resources = dict(resources, lake=Lake(root=str(spark_root)),
-                           feature_engine=FeatureEngine(engine="spark", spark=spark))
+    spark_resources = dict(
+        resources, lake=Lake(root=str(spark_root)), feature_engine=FeatureEngine(engine="spark", spark=spark)
+    )
     spark_resources["warehouse"] = type(resources["warehouse"])(path=str(tmp_path / "wh.duckdb"))
     day = DAYS[-1]
     for res in (resources, spark_resources):
@@ -112,8 +114,10 @@ def test_spark_asset_writes_the_same_lake_partition(world, spark, tmp_path):
     files = list(spark_lake.table_dir("transaction_features").rglob("*.parquet"))
     assert files == [spark_lake.partition_file("transaction_features", day)]
     assert not any((spark_root / ".staging").iterdir())
-    assert_same_features(spark_lake.read_partition("transaction_features", day),
-                         resources["lake"].read_partition("transaction_features", day))
+    assert_same_features(
+        spark_lake.read_partition("transaction_features", day),
+        resources["lake"].read_partition("transaction_features", day),
+    )
 
 
 def test_spark_engine_without_session_is_a_clear_error(world):

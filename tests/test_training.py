@@ -80,8 +80,12 @@ def test_run_is_tracked_in_mlflow_with_lineage(pipeline):
 def test_training_set_uses_only_labels_known_at_the_cutoff(pipeline):
     resources = pipeline["resources"]
     lake = resources["lake"]
-    frames = pd.concat([pd.read_parquet(lake.table_dir("training_set") / f"split={s}" / "data.parquet")
-                        for s in ("train", "val", "test")])
+    frames = pd.concat(
+        [
+            pd.read_parquet(lake.table_dir("training_set") / f"split={s}" / "data.parquet")
+            for s in ("train", "val", "test")
+        ]
+    )
     labels = pd.concat([lake.read_partition("raw_labels", d).to_pandas() for d in DAYS])
     cutoff = pd.Timestamp(DAYS[-1]) + pd.Timedelta(days=1)
     known = set(labels.loc[labels["label_ts"] < cutoff, "event_id"])
@@ -92,16 +96,19 @@ def test_training_set_uses_only_labels_known_at_the_cutoff(pipeline):
     late_rows = frames[frames["event_id"].isin(set(late["event_id"]))]
     assert len(late_rows) > 0 and (late_rows["label"] == 0).all()
     # time-based split: every train row precedes every val row, which precede every test row
-    parts = {s: pd.read_parquet(lake.table_dir("training_set") / f"split={s}" / "data.parquet") for s in
-             ("train", "val", "test")}
+    parts = {
+        s: pd.read_parquet(lake.table_dir("training_set") / f"split={s}" / "data.parquet")
+        for s in ("train", "val", "test")
+    }
     assert parts["train"]["event_ts"].max() < parts["val"]["event_ts"].min()
     assert parts["val"]["event_ts"].max() < parts["test"]["event_ts"].min()
 
 
 def test_degraded_challenger_is_blocked_and_champion_untouched(pipeline):
     # a challenger trained for one step at a tiny learning rate: no better than its random start
-    result = run_training(pipeline["assets"], pipeline["resources"],
-                          run_config=_config(training={"max_epochs": 1, "learning_rate": 1e-7}))
+    result = run_training(
+        pipeline["assets"], pipeline["resources"], run_config=_config(training={"max_epochs": 1, "learning_rate": 1e-7})
+    )
     registry = pipeline["resources"]["mlflow_registry"]
     evaluation = _meta(result, "model_evaluation")
     assert evaluation["decision"] == "reject", evaluation
@@ -114,8 +121,9 @@ def test_degraded_challenger_is_blocked_and_champion_untouched(pipeline):
 def test_new_version_becomes_challenger_not_champion(pipeline):
     assets, resources = pipeline["assets"], pipeline["resources"]
     selection = [a for a in assets if a.key.to_user_string() == "fraud_model"]
-    result = dg.materialize(assets, selection=selection, resources=resources, run_config={
-        "ops": {"fraud_model": {"config": FAST}}})
+    result = dg.materialize(
+        assets, selection=selection, resources=resources, run_config={"ops": {"fraud_model": {"config": FAST}}}
+    )
     version = _meta(result, "fraud_model")["model_version"]
     assert resources["mlflow_registry"].aliases() == {CHAMPION: "1", CHALLENGER: version}
 
@@ -131,8 +139,10 @@ def test_same_seed_same_model_on_cpu(pipeline):
     frames = read_splits(pipeline["resources"]["lake"])
     schema = fit_schema(frames["train"], CATEGORICAL, NUMERIC, FILL, "test")
     splits = {k: encode_split(schema, v) for k, v in frames.items()}
-    runs = [train(schema, splits, TrainConfig(max_epochs=2, seed=11), log=lambda _: None, progress_bar=False)
-            for _ in range(2)]
+    runs = [
+        train(schema, splits, TrainConfig(max_epochs=2, seed=11), log=lambda _: None, progress_bar=False)
+        for _ in range(2)
+    ]
     a, b = (evaluate(r.module, splits["test"], 0.01) for r in runs)
     assert a == b
     for pa, pb in zip(runs[0].module.parameters(), runs[1].module.parameters()):
@@ -176,8 +186,12 @@ def test_serving_artifact_scores_like_the_lightning_model_in_the_serving_env(pip
     test.to_parquet(rows)
     out = tmp_path / "scores.npy"
     serving_python = ROOT / ".venv-serving" / "bin" / "python"
-    proc = subprocess.run([str(serving_python), "-c", PARITY, str(ROOT), str(artifact), str(rows), str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(serving_python), "-c", PARITY, str(ROOT), str(artifact), str(rows), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "No module named 'lightning'" in proc.stderr, proc.stderr[-2000:]  # the env has no Lightning
     served = np.load(out)
 
@@ -204,7 +218,11 @@ def test_unknown_categories_and_missing_fields_do_not_crash(pipeline, tmp_path):
     from seldon.artifact import ServingModel
 
     model = ServingModel(pipeline["resources"]["mlflow_registry"].serving_artifact("1", tmp_path))
-    columns = {"amount": [12.5, 9000.0, None], "country": ["ZZ", None, "DE"], "category": ["spaceships", "grocery", 7],
-               "seconds_since_last_txn": [float("nan"), float("inf"), 3.0]}  # everything else absent
+    columns = {
+        "amount": [12.5, 9000.0, None],
+        "country": ["ZZ", None, "DE"],
+        "category": ["spaceships", "grocery", 7],
+        "seconds_since_last_txn": [float("nan"), float("inf"), 3.0],
+    }  # everything else absent
     scores = model.score_columns(columns)
     assert scores.shape == (3,) and np.isfinite(scores).all() and ((0 <= scores) & (scores <= 1)).all()

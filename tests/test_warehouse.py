@@ -14,8 +14,9 @@ DAYS = ["2026-10-01", "2026-10-02", "2026-10-03"]
 
 
 def _ingest(resources, day):
-    assert dg.materialize([ingestion.raw_transactions, ingestion.raw_labels], partition_key=day,
-                          resources=resources).success
+    assert dg.materialize(
+        [ingestion.raw_transactions, ingestion.raw_labels], partition_key=day, resources=resources
+    ).success
 
 
 ANALYST = """
@@ -38,14 +39,18 @@ while time.time() < deadline:
 def test_analyst_queries_run_while_a_materialization_writes(tmp_path, resources):
     _ingest(resources, DAYS[0])
     stop = tmp_path / "stop"
-    analyst = subprocess.Popen([sys.executable, "-c", ANALYST, resources["warehouse"].path, str(stop)],
-                               stdout=subprocess.PIPE, text=True)
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, resources["warehouse"].path, str(stop)], stdout=subprocess.PIPE, text=True
+    )
     try:
         time.sleep(1.0)  # the analyst session is open before the runs start
         for day in DAYS[1:]:
             _ingest(resources, day)
-        run = dg.materialize([features.transaction_features], resources=resources, tags={
-            "dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]})
+        run = dg.materialize(
+            [features.transaction_features],
+            resources=resources,
+            tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+        )
         assert run.success
     finally:
         stop.touch()
@@ -63,14 +68,21 @@ def test_analyst_queries_run_while_a_materialization_writes(tmp_path, resources)
 def test_views_cover_raw_quarantine_and_features(resources):
     for day in DAYS:
         _ingest(resources, day)
-    dg.materialize([features.transaction_features], resources=resources, tags={
-        "dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]})
-    views = set(resources["warehouse"].query(
-        "select view_name from duckdb_views() where not internal")["view_name"])
-    assert {"raw_transactions", "raw_labels", "transaction_features", "quarantine",
-            "quarantine_raw_transactions", "quarantine_raw_labels"} <= views
-    per_day = resources["warehouse"].query(
-        "select date, count(*) n from transaction_features group by 1 order by 1")
+    dg.materialize(
+        [features.transaction_features],
+        resources=resources,
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+    )
+    views = set(resources["warehouse"].query("select view_name from duckdb_views() where not internal")["view_name"])
+    assert {
+        "raw_transactions",
+        "raw_labels",
+        "transaction_features",
+        "quarantine",
+        "quarantine_raw_transactions",
+        "quarantine_raw_labels",
+    } <= views
+    per_day = resources["warehouse"].query("select date, count(*) n from transaction_features group by 1 order by 1")
     raw = resources["warehouse"].query("select date, count(*) n from raw_transactions group by 1 order by 1")
     assert per_day["n"].tolist() == raw["n"].tolist()
 
@@ -88,8 +100,9 @@ while not os.path.exists(sys.argv[2]) and time.time() < deadline:
 def test_a_locked_warehouse_does_not_fail_the_run(tmp_path, resources):
     _ingest(resources, DAYS[0])
     stop = tmp_path / "stop"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, resources["warehouse"].path, str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, resources["warehouse"].path, str(stop)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         # a new table needs a new view, but the file is locked: the run still succeeds

@@ -54,8 +54,13 @@ def _load_label_deltas(con, files: list[str], lo_us: int, hi_us: int) -> pa.Tabl
     """Chargebacks that can be known inside [lo, hi) while their transaction is inside the
     merchant window."""
     if not files:
-        return pa.table({"merchant_id": pa.array([], pa.int64()), "plus_us": pa.array([], pa.int64()),
-                         "minus_us": pa.array([], pa.int64())})
+        return pa.table(
+            {
+                "merchant_id": pa.array([], pa.int64()),
+                "plus_us": pa.array([], pa.int64()),
+                "minus_us": pa.array([], pa.int64()),
+            }
+        )
     width = spec.MERCHANT.micros
     return con.sql(f"""
         select merchant_id, epoch_us(label_ts) as plus_us, epoch_us(event_ts) + {width} as minus_us
@@ -97,7 +102,12 @@ def compute_transaction_features(
     merchants, n_merchants, merchant_uniq = _small_ids(_np(ev, "merchant_id"))
     amount = _np(ev, "amount").astype(np.float64)
     # Codes only compared for equality; a writable copy, as the kernels were compiled for.
-    country = pc.dictionary_encode(ev.column("country")).combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    country = (
+        pc.dictionary_encode(ev.column("country"))
+        .combine_chunks()
+        .indices.to_numpy(zero_copy_only=False)
+        .astype(np.int32)
+    )
     cb_starts, cb_plus, cb_minus = _chargebacks_by_merchant(deltas, merchant_uniq, n_merchants)
 
     walks = _WalkInputs(ts, time_order, out_pos, n_out, start_us)
@@ -114,27 +124,34 @@ def compute_transaction_features(
     table = ev.drop_columns(["ts"])
     if n_out < n:
         table = table.filter(pa.array(keep))
-    for name in FEATURE_COLUMNS[len(spec.REQUEST_COLUMNS):]:
+    for name in FEATURE_COLUMNS[len(spec.REQUEST_COLUMNS) :]:
         table = table.append_column(name, pa.array(f[name], from_pandas=True))  # NaN -> null
     return table.select(FEATURE_COLUMNS)
 
 
 # The kernels' per-row records, slot by slot (see `window_kernels.user_windows`).
-USER_FLOAT_SLOTS = [spec.user_amount_sum(w) for w in spec.USER_WINDOWS] + [spec.SECONDS_SINCE_PREV_TXN,
-                                                                          spec.AMOUNT_TO_USER_MEAN]
-USER_INT_SLOTS = [spec.user_txn_count(w) for w in spec.USER_WINDOWS] + [spec.USER_DISTINCT_MERCHANTS,
-                                                                        spec.IS_NEW_MERCHANT, spec.COUNTRY_CHANGED]
+USER_FLOAT_SLOTS = [spec.user_amount_sum(w) for w in spec.USER_WINDOWS] + [
+    spec.SECONDS_SINCE_PREV_TXN,
+    spec.AMOUNT_TO_USER_MEAN,
+]
+USER_INT_SLOTS = [spec.user_txn_count(w) for w in spec.USER_WINDOWS] + [
+    spec.USER_DISTINCT_MERCHANTS,
+    spec.IS_NEW_MERCHANT,
+    spec.COUNTRY_CHANGED,
+]
 MERCHANT_SLOTS = [spec.MERCHANT_TXN_COUNT, spec.MERCHANT_CB_COUNT, spec.MERCHANT_CB_RATE]
 _NUMPY_TYPES = {"int64": np.int64, "int32": np.int32, "double": np.float64}
 # The spec's types of the computed columns.
-FEATURE_DTYPES = {name: _NUMPY_TYPES[spec.FEATURE_COLUMNS[name]]
-                  for name in USER_FLOAT_SLOTS + USER_INT_SLOTS + MERCHANT_SLOTS}
+FEATURE_DTYPES = {
+    name: _NUMPY_TYPES[spec.FEATURE_COLUMNS[name]] for name in USER_FLOAT_SLOTS + USER_INT_SLOTS + MERCHANT_SLOTS
+}
 
 
 @dataclass(frozen=True)
 class _WalkInputs:
     """What both walks share: scan times, the time order (empty: the scan is in time order),
     scan row -> output row (empty: identity) and the first output instant."""
+
     ts: np.ndarray
     time_order: np.ndarray
     out_pos: np.ndarray
@@ -150,21 +167,49 @@ def _columns(records: np.ndarray, slots: list[str]) -> dict[str, np.ndarray]:
 
 def _user_features(w: _WalkInputs, users, n_users, amount, merchants, n_merchants, country) -> dict:
     order, starts = wk.bucket_order(users, n_users, w.time_order)
-    ts_w, amount_w, cents_w, merchant_w, country_w = wk.gather_by_order(order, w.ts, amount, merchants, country,
-                                                                        MICRO_UNITS)
+    ts_w, amount_w, cents_w, merchant_w, country_w = wk.gather_by_order(
+        order, w.ts, amount, merchants, country, MICRO_UNITS
+    )
     floats = np.empty((w.n_out, len(USER_FLOAT_SLOTS)), np.float64)
     ints = np.empty((w.n_out, len(USER_INT_SLOTS)), np.int32)
-    wk.user_windows(order, starts, ts_w, amount_w, cents_w, merchant_w, n_merchants, country_w, w.out_pos, w.start_us,
-                    np.array([w.micros for w in spec.USER_WINDOWS], np.int64), LOOKBACK, spec.DISTINCT_MERCHANTS.micros,
-                    spec.NEW_MERCHANT.micros, spec.USER_MEAN.micros, MICRO_UNITS, floats, ints)
+    wk.user_windows(
+        order,
+        starts,
+        ts_w,
+        amount_w,
+        cents_w,
+        merchant_w,
+        n_merchants,
+        country_w,
+        w.out_pos,
+        w.start_us,
+        np.array([w.micros for w in spec.USER_WINDOWS], np.int64),
+        LOOKBACK,
+        spec.DISTINCT_MERCHANTS.micros,
+        spec.NEW_MERCHANT.micros,
+        spec.USER_MEAN.micros,
+        MICRO_UNITS,
+        floats,
+        ints,
+    )
     return _columns(floats, USER_FLOAT_SLOTS) | _columns(ints, USER_INT_SLOTS)
 
 
 def _merchant_features(w: _WalkInputs, merchants, n_merchants, cb_starts, cb_plus, cb_minus) -> dict:
     order, starts = wk.bucket_order(merchants, n_merchants, w.time_order)
     records = np.empty((w.n_out, len(MERCHANT_SLOTS)), np.float64)
-    wk.merchant_windows(order, starts, wk.gather(w.ts, order), w.out_pos, w.start_us, spec.MERCHANT.micros,
-                        cb_starts, cb_plus, cb_minus, records)
+    wk.merchant_windows(
+        order,
+        starts,
+        wk.gather(w.ts, order),
+        w.out_pos,
+        w.start_us,
+        spec.MERCHANT.micros,
+        cb_starts,
+        cb_plus,
+        cb_minus,
+        records,
+    )
     return _columns(records, MERCHANT_SLOTS)
 
 

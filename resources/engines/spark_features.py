@@ -31,8 +31,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
 REQUEST_COLUMNS = spec.REQUEST_COLUMNS
-_ARROW_TYPES = {"string": pa.string(), "timestamp": pa.timestamp("us"), "int64": pa.int64(),
-                "int32": pa.int32(), "double": pa.float64()}
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us"),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "double": pa.float64(),
+}
 
 # The lake schema of `transaction_features` (what the DuckDB engine returns too).
 SCHEMA = pa.schema([(name, _ARROW_TYPES[t]) for name, t in spec.FEATURE_COLUMNS.items()])
@@ -69,12 +74,14 @@ def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: i
     df = spark.read.option("mergeSchema", "true").parquet(*files)
     plus, minus = _micros(df, "label_ts"), _micros(df, "event_ts") + spec.MERCHANT.micros
     cb = df.where(F.col("is_fraud") & (plus < end_us) & (plus < minus) & (minus >= lo_us))
-    return (cb.select("merchant_id", plus.alias("ts"), F.lit(1).alias("delta"))
-            .unionByName(cb.select("merchant_id", minus.alias("ts"), F.lit(-1).alias("delta"))))
+    return cb.select("merchant_id", plus.alias("ts"), F.lit(1).alias("delta")).unionByName(
+        cb.select("merchant_id", minus.alias("ts"), F.lit(-1).alias("delta"))
+    )
 
 
-def compute_transaction_features_spark(spark: "SparkSession", transaction_files: list[str],
-                                       label_files: list[str], start: dt.datetime, end: dt.datetime) -> pa.Table:
+def compute_transaction_features_spark(
+    spark: "SparkSession", transaction_files: list[str], label_files: list[str], start: dt.datetime, end: dt.datetime
+) -> pa.Table:
     """Features for transactions with start <= event_ts < end (files must cover [start - spec.LOOKBACK, end))."""
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
@@ -95,10 +102,12 @@ def compute_transaction_features_spark(spark: "SparkSession", transaction_files:
     by_merchant = W.partitionBy("merchant_id").orderBy("ts")
     rows = rows.select(
         "*",
-        F.coalesce(F.sum("is_tx").over(by_merchant.rangeBetween(-spec.MERCHANT.micros, -1)), F.lit(0))
-        .alias(spec.MERCHANT_TXN_COUNT),
-        F.coalesce(F.sum("delta").over(by_merchant.rangeBetween(W.unboundedPreceding, -1)), F.lit(0))
-        .alias(spec.MERCHANT_CB_COUNT),
+        F.coalesce(F.sum("is_tx").over(by_merchant.rangeBetween(-spec.MERCHANT.micros, -1)), F.lit(0)).alias(
+            spec.MERCHANT_TXN_COUNT
+        ),
+        F.coalesce(F.sum("delta").over(by_merchant.rangeBetween(W.unboundedPreceding, -1)), F.lit(0)).alias(
+            spec.MERCHANT_CB_COUNT
+        ),
     ).where(F.col("is_tx") == 1)
 
     # User windows: [t - w, t) as RANGE w PRECEDING .. 1 PRECEDING over microseconds.

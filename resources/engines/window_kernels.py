@@ -73,8 +73,26 @@ def gather_by_order(order, ts, amount, merchant, country, micro):
 
 
 @_kernel
-def user_windows(order, starts, ts, amount, cents, merchant, n_merchants, country, out_pos, first_out_ts,
-                 widths, history, distinct_width, new_width, mean_width, micro, floats, ints):
+def user_windows(
+    order,
+    starts,
+    ts,
+    amount,
+    cents,
+    merchant,
+    n_merchants,
+    country,
+    out_pos,
+    first_out_ts,
+    widths,
+    history,
+    distinct_width,
+    new_width,
+    mean_width,
+    micro,
+    floats,
+    ints,
+):
     """Every per-user feature, walking each user's rows in time order. The inputs are in walk
     order (`gather_by_order`); `order[i]` is walk row i's scan row and `out_pos[scan row]` its
     output row (an empty `out_pos` means the identity); rows before `first_out_ts` are history.
@@ -233,10 +251,26 @@ def _load_compiled() -> None:
     order, starts = bucket_order(i64, 1, empty)
     bucket_order(i64, 1, order)
     walk = gather_by_order(order, i64, f64, i64, i32, 1_000_000)
-    user_windows(order, starts, *walk[:4], 1, walk[4], empty, 0, np.ones(3, np.int64), 1, 1, 1, 1, 1_000_000,
-                 np.zeros((2, 5)), np.zeros((2, 6), np.int32))
-    merchant_windows(order, starts, gather(i64, order), empty, 0, 1, np.zeros(2, np.int64), empty, empty,
-                     np.zeros((2, 3)))
+    user_windows(
+        order,
+        starts,
+        *walk[:4],
+        1,
+        walk[4],
+        empty,
+        0,
+        np.ones(3, np.int64),
+        1,
+        1,
+        1,
+        1,
+        1_000_000,
+        np.zeros((2, 5)),
+        np.zeros((2, 6), np.int32),
+    )
+    merchant_windows(
+        order, starts, gather(i64, order), empty, 0, 1, np.zeros(2, np.int64), empty, empty, np.zeros((2, 3))
+    )
     columns_of(np.zeros((2, 5)))
     columns_of(np.zeros((2, 6), np.int32))
 

@@ -21,8 +21,18 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
 from driftline.spec import (
-    FEATURE_SERVICE, MERCHANT_STATE_FEATURES, MERCHANT_STATE_TABLE, MERCHANT_STATE_VIEW, ON_DEMAND_FEATURES,
-    ON_DEMAND_VIEW, REQUEST_FIELDS, SNAPSHOT_TS, SNAPSHOT_TTL, USER_STATE_FEATURES, USER_STATE_TABLE, USER_STATE_VIEW,
+    FEATURE_SERVICE,
+    MERCHANT_STATE_FEATURES,
+    MERCHANT_STATE_TABLE,
+    MERCHANT_STATE_VIEW,
+    ON_DEMAND_FEATURES,
+    ON_DEMAND_VIEW,
+    REQUEST_FIELDS,
+    SNAPSHOT_TS,
+    SNAPSHOT_TTL,
+    USER_STATE_FEATURES,
+    USER_STATE_TABLE,
+    USER_STATE_VIEW,
 )
 
 _TYPES = {"Int64": Int64, "Float64": Float64, "String": String}
@@ -49,8 +59,10 @@ def fraud_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     out["seconds_since_last_txn"] = epoch - last
     country, last_country = inputs["country"], inputs["user_last_country"]
     known = (country.notna() & last_country.notna()).to_numpy(dtype=bool)
-    differs = (country.astype(object).fillna("").astype(str).to_numpy()
-               != last_country.astype(object).fillna("").astype(str).to_numpy())
+    differs = (
+        country.astype(object).fillna("").astype(str).to_numpy()
+        != last_country.astype(object).fillna("").astype(str).to_numpy()
+    )
     out["country_changed"] = (known & differs).astype("int64")
     whole = np.floor(epoch.fillna(0.0).to_numpy())
     out["hour_of_day"] = ((whole // 3600) % 24).astype("int64")
@@ -69,7 +81,7 @@ def _under(root: str, table: str) -> str:
     if "://" in root and not root.startswith("file://"):
         return root.rstrip("/") + "/" + table
     if root.startswith("file://"):
-        root = root[len("file://"):]
+        root = root[len("file://") :]
     return os.path.join(os.path.abspath(root), table)
 
 
@@ -78,10 +90,8 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
     or an object-store URL; `s3_endpoint_override` for an S3-compatible store)."""
     endpoint = {"s3_endpoint_override": s3_endpoint_override} if s3_endpoint_override else {}
 
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64,
-                  description="card holder")
-    merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.INT64,
-                      description="acceptor")
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="card holder")
+    merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.INT64, description="acceptor")
 
     user_source = FileSource(
         name="user_state_source",
@@ -134,5 +144,14 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         features=[user_state, merchant_state, request_features],
         description="inputs of the card-fraud model v1",
     )
-    return [user, merchant, user_source, merchant_source, user_state, merchant_state,
-            transaction_request, request_features, service]
+    return [
+        user,
+        merchant,
+        user_source,
+        merchant_source,
+        user_state,
+        merchant_state,
+        transaction_request,
+        request_features,
+        service,
+    ]

@@ -4,13 +4,29 @@ Kept in one place so validation (known currencies) and the generator agree.
 """
 
 CATEGORIES = (
-    "grocery", "restaurants", "fuel", "transport", "apparel",
-    "electronics", "travel", "entertainment", "health", "jewelry",
+    "grocery",
+    "restaurants",
+    "fuel",
+    "transport",
+    "apparel",
+    "electronics",
+    "travel",
+    "entertainment",
+    "health",
+    "jewelry",
 )
 # Log-amount offsets per category (EUR): groceries are small, travel and jewelry large.
 CATEGORY_AMOUNT_OFFSET = {
-    "grocery": -0.3, "restaurants": -0.2, "fuel": 0.1, "transport": -0.8, "apparel": 0.4,
-    "electronics": 1.0, "travel": 1.4, "entertainment": 0.0, "health": 0.2, "jewelry": 1.6,
+    "grocery": -0.3,
+    "restaurants": -0.2,
+    "fuel": 0.1,
+    "transport": -0.8,
+    "apparel": 0.4,
+    "electronics": 1.0,
+    "travel": 1.4,
+    "entertainment": 0.0,
+    "health": 0.2,
+    "jewelry": 1.6,
 }
 CHANNELS = ("pos", "ecom", "contactless")
 
@@ -22,10 +38,26 @@ FAR_COUNTRIES = ("US", "BR", "NG", "TH", "RU", "CN")
 NEW_COUNTRIES = ("JP", "AU", "MX", "ZA")
 
 COUNTRY_CURRENCY = {
-    "DE": "EUR", "FR": "EUR", "NL": "EUR", "ES": "EUR", "IT": "EUR", "BE": "EUR",
-    "GB": "GBP", "SE": "SEK", "PL": "PLN", "CH": "CHF",
-    "US": "USD", "BR": "BRL", "NG": "NGN", "TH": "THB", "RU": "RUB", "CN": "CNY",
-    "JP": "JPY", "AU": "AUD", "MX": "MXN", "ZA": "ZAR",
+    "DE": "EUR",
+    "FR": "EUR",
+    "NL": "EUR",
+    "ES": "EUR",
+    "IT": "EUR",
+    "BE": "EUR",
+    "GB": "GBP",
+    "SE": "SEK",
+    "PL": "PLN",
+    "CH": "CHF",
+    "US": "USD",
+    "BR": "BRL",
+    "NG": "NGN",
+    "TH": "THB",
+    "RU": "RUB",
+    "CN": "CNY",
+    "JP": "JPY",
+    "AU": "AUD",
+    "MX": "MXN",
+    "ZA": "ZAR",
 }
 KNOWN_CURRENCIES = frozenset(COUNTRY_CURRENCY.values())
 

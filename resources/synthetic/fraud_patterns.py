@@ -20,15 +20,17 @@ _EVERYDAY = [CATEGORIES.index(c) for c in ("grocery", "restaurants", "fuel")]
 
 
 def _frame(pattern, users, merchants, ts_us, amounts, country, channel):
-    return pd.DataFrame({
-        "user_id": np.asarray(users, dtype=np.int64),
-        "merchant_id": np.asarray(merchants, dtype=np.int64),
-        "ts_us": np.asarray(ts_us, dtype=np.int64),
-        "amount": np.round(np.asarray(amounts, dtype=np.float64), 2),
-        "country": np.asarray(country, dtype=object),
-        "channel": np.asarray(channel, dtype=object),
-        "pattern": pattern,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": np.asarray(users, dtype=np.int64),
+            "merchant_id": np.asarray(merchants, dtype=np.int64),
+            "ts_us": np.asarray(ts_us, dtype=np.int64),
+            "amount": np.round(np.asarray(amounts, dtype=np.float64), 2),
+            "country": np.asarray(country, dtype=object),
+            "channel": np.asarray(channel, dtype=object),
+            "pattern": pattern,
+        }
+    )
 
 
 def card_testing(rng, pop: Population, day_start_us: int, budget: float) -> pd.DataFrame:

@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .catalog import (
-    CATEGORIES, CATEGORY_AMOUNT_OFFSET, COUNTRY_CURRENCY, HOME_COUNTRIES, NEW_COUNTRIES, REASON_CODES,
+    CATEGORIES,
+    CATEGORY_AMOUNT_OFFSET,
+    COUNTRY_CURRENCY,
+    HOME_COUNTRIES,
+    NEW_COUNTRIES,
+    REASON_CODES,
 )
 from .config import WorldConfig
 from .fraud_patterns import DAY_US, STANDING_PATTERNS, night_contactless
@@ -22,16 +27,51 @@ from .population import FAVOURITES_PER_USER, build_population
 MAX_LABEL_DELAY_DAYS = 60
 _EPOCH = dt.date(1970, 1, 1)
 # Relative activity by hour of day and by weekday (Mon..Sun).
-_HOURLY = np.array([0.25, 0.12, 0.08, 0.06, 0.06, 0.1, 0.3, 0.6, 0.9, 1.0, 1.05, 1.15,
-                    1.35, 1.25, 1.05, 1.0, 1.05, 1.2, 1.4, 1.45, 1.3, 1.0, 0.7, 0.45])
+_HOURLY = np.array(
+    [
+        0.25,
+        0.12,
+        0.08,
+        0.06,
+        0.06,
+        0.1,
+        0.3,
+        0.6,
+        0.9,
+        1.0,
+        1.05,
+        1.15,
+        1.35,
+        1.25,
+        1.05,
+        1.0,
+        1.05,
+        1.2,
+        1.4,
+        1.45,
+        1.3,
+        1.0,
+        0.7,
+        0.45,
+    ]
+)
 _HOURLY_P = _HOURLY / _HOURLY.sum()
 _WEEKLY = np.array([0.95, 0.97, 1.0, 1.03, 1.15, 1.2, 0.8])
 _CAT_OFFSET = np.array([CATEGORY_AMOUNT_OFFSET[c] for c in CATEGORIES])
 _DRIFT_CATEGORIES = [CATEGORIES.index(c) for c in ("travel", "electronics", "entertainment")]
 _STREAM_LEGIT, _STREAM_FRAUD, _STREAM_LABEL_DELAY = 1, 2, 3
 
-TRANSACTION_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "amount", "currency",
-                       "category", "country", "channel"]
+TRANSACTION_COLUMNS = [
+    "event_id",
+    "event_ts",
+    "user_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "category",
+    "country",
+    "channel",
+]
 LABEL_COLUMNS = ["event_id", "event_ts", "user_id", "merchant_id", "label_ts", "is_fraud", "reason_code"]
 
 
@@ -42,10 +82,12 @@ def _ordinal(day: dt.date) -> int:
 def _event_ids(seed: int, day: dt.date, stream: int, n: int) -> np.ndarray:
     """Opaque, stable ids (splitmix64 of seed/day/stream/index): they reveal nothing about fraud."""
     with np.errstate(over="ignore"):
-        x = (np.arange(n, dtype=np.uint64)
-             + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-             + np.uint64(_ordinal(day)) * np.uint64(0xBF58476D1CE4E5B9)
-             + np.uint64(stream) * np.uint64(0x94D049BB133111EB))
+        x = (
+            np.arange(n, dtype=np.uint64)
+            + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+            + np.uint64(_ordinal(day)) * np.uint64(0xBF58476D1CE4E5B9)
+            + np.uint64(stream) * np.uint64(0x94D049BB133111EB)
+        )
         x ^= x >> np.uint64(30)
         x *= np.uint64(0xBF58476D1CE4E5B9)
         x ^= x >> np.uint64(27)
@@ -101,18 +143,27 @@ class SyntheticWorld:
         online = pop.merchant_is_online[merchants]
         channel = np.where(online, "ecom", np.where(rng.random(n) < 0.25, "contactless", "pos"))
         travelling = rng.random(n) < 0.04
-        country_idx = np.where(online, pop.merchant_country[merchants],
-                               np.where(travelling, rng.integers(0, len(HOME_COUNTRIES), n), pop.home_country[users]))
+        country_idx = np.where(
+            online,
+            pop.merchant_country[merchants],
+            np.where(travelling, rng.integers(0, len(HOME_COUNTRIES), n), pop.home_country[users]),
+        )
         country = np.array(HOME_COUNTRIES, dtype=object)[country_idx]
         if c.drift_scenario == "covariate" and intensity > 0:
             log_amount += np.log(1.6) * intensity
             abroad = (~online) & (rng.random(n) < 0.12 * intensity)
             country[abroad] = np.array(NEW_COUNTRIES, dtype=object)[rng.integers(0, len(NEW_COUNTRIES), abroad.sum())]
         amounts = np.round(np.maximum(np.exp(log_amount), 0.5), 2)
-        return pd.DataFrame({
-            "user_id": users.astype(np.int64), "merchant_id": merchants.astype(np.int64), "ts_us": ts,
-            "amount": amounts, "country": country, "channel": channel.astype(object),
-        })
+        return pd.DataFrame(
+            {
+                "user_id": users.astype(np.int64),
+                "merchant_id": merchants.astype(np.int64),
+                "ts_us": ts,
+                "amount": amounts,
+                "country": country,
+                "channel": channel.astype(object),
+            }
+        )
 
     @lru_cache(maxsize=128)
     def _fraud(self, day: dt.date) -> pd.DataFrame:
@@ -149,15 +200,17 @@ class SyntheticWorld:
             f = self._fraud(day - dt.timedelta(days=back))
             frames.append(f[(f["label_ts_us"] >= start) & (f["label_ts_us"] < end)])
         df = pd.concat(frames, ignore_index=True).sort_values(["label_ts_us", "event_id"], ignore_index=True)
-        return pd.DataFrame({
-            "event_id": df["event_id"],
-            "event_ts": pd.to_datetime(df["ts_us"], unit="us"),
-            "user_id": df["user_id"],
-            "merchant_id": df["merchant_id"],
-            "label_ts": pd.to_datetime(df["label_ts_us"], unit="us"),
-            "is_fraud": True,
-            "reason_code": df["pattern"].map(REASON_CODES),
-        })[LABEL_COLUMNS]
+        return pd.DataFrame(
+            {
+                "event_id": df["event_id"],
+                "event_ts": pd.to_datetime(df["ts_us"], unit="us"),
+                "user_id": df["user_id"],
+                "merchant_id": df["merchant_id"],
+                "label_ts": pd.to_datetime(df["label_ts_us"], unit="us"),
+                "is_fraud": True,
+                "reason_code": df["pattern"].map(REASON_CODES),
+            }
+        )[LABEL_COLUMNS]
 
     def fraud_truth(self, day: dt.date) -> pd.DataFrame:
         """Ground truth for tests and evaluation: fraudulent event ids of a day and their pattern."""

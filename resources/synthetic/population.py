@@ -39,8 +39,7 @@ class Population:
 def build_population(seed: int, n_users: int, n_merchants: int) -> Population:
     if n_users < 1 or n_merchants < len(CATEGORIES):
         raise ValueError(
-            f"need at least 1 user and {len(CATEGORIES)} merchants, got {n_users} users "
-            f"and {n_merchants} merchants"
+            f"need at least 1 user and {len(CATEGORIES)} merchants, got {n_users} users and {n_merchants} merchants"
         )
     rng = np.random.default_rng([seed, 0])
     home = rng.choice(len(HOME_COUNTRIES), n_users, p=HOME_COUNTRY_WEIGHTS)
@@ -53,10 +52,12 @@ def build_population(seed: int, n_users: int, n_merchants: int) -> Population:
 
     # Every category gets merchants; the rest are spread with a bias to everyday shops.
     cat_weights = np.array([3, 3, 2, 2, 2, 1.5, 1, 1.5, 1.5, 0.5])
-    merchant_category = np.concatenate([
-        np.arange(len(CATEGORIES)),
-        rng.choice(len(CATEGORIES), n_merchants - len(CATEGORIES), p=cat_weights / cat_weights.sum()),
-    ])
+    merchant_category = np.concatenate(
+        [
+            np.arange(len(CATEGORIES)),
+            rng.choice(len(CATEGORIES), n_merchants - len(CATEGORIES), p=cat_weights / cat_weights.sum()),
+        ]
+    )
     online_share = np.array([0.05, 0.1, 0.0, 0.3, 0.5, 0.6, 0.6, 0.5, 0.2, 0.3])
     merchant_is_online = rng.random(n_merchants) < online_share[merchant_category]
     merchant_country = rng.choice(len(HOME_COUNTRIES), n_merchants, p=HOME_COUNTRY_WEIGHTS)
