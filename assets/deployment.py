@@ -7,7 +7,6 @@ rollout step is a materialization with its reason in the asset's history.
 # No `from __future__ import annotations`: Dagster reads the config and resource types of
 # the decorated functions from their annotations at definition time.
 import json
-from typing import Optional
 
 import dagster as dg
 
@@ -19,7 +18,7 @@ class DeploymentConfig(dg.Config):
     action: str = "render"  # render | step | promote | rollback
     canary_version: str = ""  # the version the decision is about (stale decisions are ignored)
     canary_weight: int = -1  # -1: the first step
-    steps: Optional[list[int]] = None  # None: the target's canary policy (seldon_target.canary.steps)
+    steps: list[int] | None = None  # None: the target's canary policy (seldon_target.canary.steps)
     reason: str = "champion and passed challenger from the registry"
     figures: str = "{}"  # JSON: the numbers behind the decision
 

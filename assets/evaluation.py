@@ -7,7 +7,6 @@ import tempfile
 import dagster as dg
 
 from deployment.k8s_config import ASSET_OP_TAGS
-
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
 

@@ -16,12 +16,11 @@ import datetime as dt
 import warnings
 
 import dagster as dg
-
-from deployment.k8s_config import ASSET_OP_TAGS
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from assets.partitions import LOOKBACK_DAYS, daily_partitions, day_bounds, days_back, parse_day
+from deployment.k8s_config import ASSET_OP_TAGS
 from driftline import spec
 from driftline.spec import (
     MERCHANT_STATE_FEATURES,

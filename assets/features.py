@@ -8,12 +8,11 @@ read once for the whole range instead of once per day.
 import datetime as dt
 
 import dagster as dg
-
-from deployment.k8s_config import ASSET_OP_TAGS
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from deployment.k8s_config import ASSET_OP_TAGS
 from driftline import spec
 from resources.feature_engine import FeatureEngine
 from resources.lake import Lake

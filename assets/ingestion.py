@@ -2,11 +2,9 @@
 lake and every rejected row in a quarantine table with its reason."""
 
 import dagster as dg
-
-from deployment.k8s_config import ASSET_OP_TAGS
-
 import pyarrow as pa
 
+from deployment.k8s_config import ASSET_OP_TAGS
 from resources.event_source import EventSource
 from resources.lake import Lake
 from resources.quality import DataQuality

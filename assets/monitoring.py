@@ -18,9 +18,9 @@ from driftline import settings
 from monitoring.data import (
     LOG_TABLE,
     performance_rows,
+    read_prediction_window,
     reference_frame,
     report_dir,
-    read_prediction_window,
     report_rows,
 )
 from monitoring.drift import DriftConfig

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 from deployment.k8s_config import ASSET_OP_TAGS
-
 from resources.feast_store import FeastStore
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, MlflowRegistry
@@ -66,7 +65,7 @@ def training_set(
             split_path(lake, split), pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False)
         )
         stats[split] = {
-            "rows": int(len(part)),
+            "rows": len(part),
             "fraud_rate": round(float(part[LABEL].mean()), 5),
             "from": str(part["event_ts"].min()),
             "to": str(part["event_ts"].max()),
@@ -107,7 +106,6 @@ def git_commit() -> str:
 
 
 def read_splits(lake: Lake):
-    import pandas as pd
 
     missing = [s for s in ("train", "val", "test") if not lake.exists(split_path(lake, s))]
     if missing:

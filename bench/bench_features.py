@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.noise import OtherWork
 from bench.data import DEFAULT_ROOT, LABEL_TABLE, TX_TABLE, BenchParams, ensure_lake, partition_files
+from bench.noise import OtherWork
 
 OURS = "duckdb"
 LABELS = {

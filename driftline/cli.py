@@ -102,7 +102,7 @@ def _describe(predictors: dict | None) -> str:
 
 def example_request() -> dict:
     """A raw transaction as a card terminal sends it (`jsonData`); the predictor adds the features."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
     return {
         "jsonData": {
             "user_id": 41,

@@ -9,8 +9,8 @@ the selection metric, only depends on the ranking.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import lightning as L
 import numpy as np

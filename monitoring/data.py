@@ -46,7 +46,7 @@ def read_prediction_window(lake, days: list[str], categorical: list[str], numeri
     files = _log_files(lake, days)
     if not files:
         return pd.DataFrame(columns=categorical + numeric), 0
-    fields = {c: "VARCHAR" for c in categorical} | {n: "DOUBLE" for n in numeric} | {"event_ts": "VARCHAR"}
+    fields = dict.fromkeys(categorical, "VARCHAR") | dict.fromkeys(numeric, "DOUBLE") | {"event_ts": "VARCHAR"}
     struct = json.dumps(fields).replace("'", "''")
     ts = "try_cast(s.event_ts as timestamptz)"
     derived = {"hour_of_day": f"hour({ts})", "day_of_week": f"isodow({ts}) - 1"}  # Feast's UTC definitions
@@ -167,7 +167,7 @@ def metrics(y, score, threshold: float) -> dict:
     flagged = score >= threshold
     pos, hits = int(y.sum()), int((flagged & y).sum())
     return {
-        "rows": int(len(y)),
+        "rows": len(y),
         "positives": pos,
         "flagged": int(flagged.sum()),
         "pr_auc": pr_auc(y, score) if pos else float("nan"),

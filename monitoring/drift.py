@@ -109,7 +109,6 @@ def wasserstein_norm(reference, current) -> float:
 
 def jensen_shannon(reference, current) -> float:
     """Evidently's "jensenshannon" for categories: distance of the value shares (natural log)."""
-    import numpy as np
     import pandas as pd
     from scipy.spatial import distance
 

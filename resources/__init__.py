@@ -19,15 +19,15 @@ from .warehouse import Warehouse
 
 __all__ = [
     "CanaryPolicy",
+    "DataQuality",
     "EventSource",
-    "LandingFolderEventSource",
-    "SyntheticEventSource",
     "FeastStore",
     "FeatureEngine",
     "Lake",
+    "LandingFolderEventSource",
     "MlflowRegistry",
-    "DataQuality",
     "SeldonTarget",
+    "SyntheticEventSource",
     "Warehouse",
     "configured_event_source",
     "local_resources",

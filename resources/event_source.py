@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -49,7 +48,7 @@ class SyntheticEventSource(EventSource):
     events_per_day: int = DEFAULT_WORLD.events_per_day
     fraud_rate: float = DEFAULT_WORLD.fraud_rate
     drift_scenario: str = DEFAULT_WORLD.drift_scenario
-    drift_start: Optional[str] = None  # YYYY-MM-DD; WorldConfig takes it as a date
+    drift_start: str | None = None  # YYYY-MM-DD; WorldConfig takes it as a date
     drift_ramp_days: int = DEFAULT_WORLD.drift_ramp_days
 
     def world_config(self) -> WorldConfig:

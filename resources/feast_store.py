@@ -19,7 +19,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -77,7 +77,7 @@ def _single_partition_sources():
 
 
 def _utc(ts: dt.datetime) -> dt.datetime:
-    return ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts.astimezone(dt.timezone.utc)
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
 
 
 class FeastStore(dg.ConfigurableResource):
@@ -94,11 +94,11 @@ class FeastStore(dg.ConfigurableResource):
     lake: Lake
     repo_dir: str = "data/feast"
     project: str = PROJECT
-    registry_path: Optional[str] = None  # default <repo_dir>/registry.db
+    registry_path: str | None = None  # default <repo_dir>/registry.db
     registry_cache_ttl_seconds: int = 60
     online_store_type: str = "sqlite"
-    online_store_path: Optional[str] = None  # sqlite; default <repo_dir>/online_store.db
-    online_store_connection_string: Optional[str] = None  # redis
+    online_store_path: str | None = None  # sqlite; default <repo_dir>/online_store.db
+    online_store_connection_string: str | None = None  # redis
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -173,7 +173,7 @@ class FeastStore(dg.ConfigurableResource):
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
 
-    def store(self) -> "FeatureStore":
+    def store(self) -> FeatureStore:
         """A FeatureStore over the generated repo dir (writes the config first)."""
         from feast import FeatureStore
 
@@ -207,7 +207,7 @@ class FeastStore(dg.ConfigurableResource):
             store.apply(objects, objects_to_delete=stale, partial=False)
         return self.describe(store) | {"removed": sorted(o.name for o in stale)}
 
-    def describe(self, store: "FeatureStore | None" = None) -> dict[str, Any]:
+    def describe(self, store: FeatureStore | None = None) -> dict[str, Any]:
         store = store or self.store()
         store.refresh_registry()
         views = {fv.name: [f.name for f in fv.features] for fv in store.list_feature_views()}
@@ -265,7 +265,7 @@ class FeastStore(dg.ConfigurableResource):
         return {"skipped": False, "online_as_of": as_of.isoformat()}
 
     @staticmethod
-    def request_rows(rows: "list[dict[str, Any]] | pd.DataFrame") -> dict[str, list]:
+    def request_rows(rows: list[dict[str, Any]] | pd.DataFrame) -> dict[str, list]:
         """Entity keys + request fields as columns; derives event_epoch_s from event_ts when absent."""
         import pandas as pd
 
@@ -283,7 +283,7 @@ class FeastStore(dg.ConfigurableResource):
         out["country"] = [None if pd.isna(v) else str(v) for v in df["country"]]
         return out
 
-    def online_features(self, rows: "list[dict[str, Any]] | pd.DataFrame") -> "pd.DataFrame":
+    def online_features(self, rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
         """Features of the service for incoming transactions, from the online store.
 
         Each row: user_id, merchant_id, amount, country and event_epoch_s (or event_ts).
@@ -298,7 +298,7 @@ class FeastStore(dg.ConfigurableResource):
         return out[[*ENTITY_KEYS, *REQUEST_FIELDS, *SERVED_FEATURES]]
 
     # ---------------------------------------------------------------- training
-    def training_frame(self, entity_df: "pd.DataFrame") -> "pd.DataFrame":
+    def training_frame(self, entity_df: pd.DataFrame) -> pd.DataFrame:
         """Point-in-time features for historical transactions, as the online path served them.
 
         entity_df: event_id, user_id, merchant_id, event_ts, amount, country, ... (other
@@ -353,7 +353,7 @@ class FeastStore(dg.ConfigurableResource):
         out = out.sort_values(row_col, kind="stable").reset_index(drop=True)
         return pd.concat([entity_df.reset_index(drop=True), out[SERVED_FEATURES]], axis=1)
 
-    def _mask_rows_without_snapshot(self, df: "pd.DataFrame", row_col: str, ts_col: str) -> None:
+    def _mask_rows_without_snapshot(self, df: pd.DataFrame, row_col: str, ts_col: str) -> None:
         """Give rows without a snapshot in [t - ttl, t] a join key that matches nothing (in place).
 
         feast 0.67's dask join drops (instead of null-filling) a row whose entity has snapshot

@@ -9,7 +9,6 @@ imported by the code location itself (the local profile does not import it at al
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 import dagster as dg
 import pyarrow as pa
@@ -32,7 +31,7 @@ class FeatureEngine(dg.ConfigurableResource):
     threads: int = 0  # 0: all cores
     memory_limit: str = ""  # DuckDB syntax, e.g. "8GB"; empty: DuckDB's default
     # engine "spark": a dagster_pyspark PySparkResource (anything with `.spark_session`)
-    spark: Optional[dg.ConfigurableResource] = None
+    spark: dg.ConfigurableResource | None = None
 
     def compute(self, lake: Lake, start: dt.datetime, end: dt.datetime) -> pa.Table:
         if self.engine == "spark":

@@ -32,7 +32,7 @@ import os
 import posixpath
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -78,8 +78,8 @@ class Lake(dg.ConfigurableResource):
     """
 
     root: str = "data/lake"
-    s3_endpoint_url: Optional[str] = None
-    s3_region: Optional[str] = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
     # ---------------------------------------------------------------- where
     @property
@@ -134,7 +134,7 @@ class Lake(dg.ConfigurableResource):
 
     # ---------------------------------------------------------------- filesystem
     @property
-    def fs(self) -> "fsspec.AbstractFileSystem":
+    def fs(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem of the root (fsspec caches instances with equal arguments)."""
         import fsspec
 

@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 
@@ -32,7 +32,7 @@ class SeldonTarget(dg.ConfigurableResource):
     deployment_name: str = "fraud"
     image: str = "driftline/serving:dev"
     serving_dir: str = "data/serving"  # manifest, model artifacts, runtime state (local)
-    lake: Optional[Lake] = None  # where the local ingress writes the prediction log (local target)
+    lake: Lake | None = None  # where the local ingress writes the prediction log (local target)
     feast_repo: str = "data/feast"  # the Feast repo whose online store the predictors read (local)
     # Online features for raw transactions: "store" = predictors read the repo's sqlite online
     # store in-process (local target; sub-millisecond), "server" = they call `feast serve` at
@@ -43,12 +43,12 @@ class SeldonTarget(dg.ConfigurableResource):
     # The canary controller's credentials for the ingress: an HS256 secret it mints admin tokens
     # with, or a pre-issued admin token (RS256 setups). Profiles pass dg.EnvVar; unset, they are
     # read (DRIFTLINE_INGRESS_JWT_SECRET / _ADMIN_TOKEN) when a token is needed.
-    ingress_jwt_secret: Optional[str] = None
-    ingress_admin_token: Optional[str] = None
+    ingress_jwt_secret: str | None = None
+    ingress_admin_token: str | None = None
     canary: CanaryPolicy = CanaryPolicy()  # the rollout's steps and checks (asset and canary sensor)
     start_runtime: bool = True
     ready_timeout_s: float = 120.0
-    kube_context: Optional[str] = None
+    kube_context: str | None = None
     in_cluster: bool = False
 
     # ------------------------------------------------------------ paths

@@ -62,7 +62,7 @@ class FeatureSchema:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "FeatureSchema":
+    def from_json(cls, text: str) -> FeatureSchema:
         raw = json.loads(text)
         if raw.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"feature schema version {raw.get('schema_version')!r} is not {SCHEMA_VERSION}")
@@ -75,7 +75,7 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def encode_columns(schema: FeatureSchema, columns: dict[str, "np.ndarray | list"]) -> tuple[np.ndarray, np.ndarray]:
+def encode_columns(schema: FeatureSchema, columns: dict[str, np.ndarray | list]) -> tuple[np.ndarray, np.ndarray]:
     """Raw feature columns -> (categorical indices int64[N, C], normalised numerics float32[N, F]).
 
     Unknown categories and missing values never fail: they map to the OOV bucket and to the

@@ -26,7 +26,7 @@ from driftline import spec
 from driftline.spec import ENTITY_KEYS, FEATURE_SERVICE
 
 REQUIRED = (*ENTITY_KEYS, "amount", "country")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class BadRequest(ValueError):
@@ -47,7 +47,7 @@ def epoch_seconds(value) -> float:
         ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"event_ts {value[:40]!r} is not an ISO timestamp") from None
-    ts = ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts.astimezone(dt.timezone.utc)
+    ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
     return (ts - _EPOCH) / dt.timedelta(seconds=1)
 
 

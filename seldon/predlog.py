@@ -20,7 +20,7 @@ from pathlib import Path
 
 from seldon.predlog_file import TABLE, write_file
 
-__all__ = ["LogFull", "PredictionLog", "TABLE"]
+__all__ = ["TABLE", "LogFull", "PredictionLog"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -156,7 +156,7 @@ class PredictionLog:
         while `writers` files are being written already (the queue meanwhile fills: back-pressure)."""
         by_day: dict[str, list] = {}
         for item in self._retry + batch:
-            day = dt.datetime.fromtimestamp(item[1], dt.timezone.utc).date().isoformat()
+            day = dt.datetime.fromtimestamp(item[1], dt.UTC).date().isoformat()
             by_day.setdefault(day, []).append(item)
         self._retry = []
         for day, items in by_day.items():

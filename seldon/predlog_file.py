@@ -27,7 +27,7 @@ def write_file(root: str, day: str, items: list) -> int:
     for rid, ts, sub, dep, pred, ver, body, scores, lat in items:
         n = len(scores)
         features.add(body, n)
-        when = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(ts, dt.UTC)
         cols["request_id"] += [rid] * n
         cols["row"] += range(n)
         cols["ts"] += [(when - _EPOCH) // _US] * n
@@ -65,7 +65,7 @@ COLUMNS = (
     "score",
     "latency_ms",
 )
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
 

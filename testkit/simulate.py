@@ -121,7 +121,7 @@ def train_champion(
     return version
 
 
-def champion_scores(resources: dict, version: str, days: list[dt.date]) -> dict[str, "np.ndarray"]:
+def champion_scores(resources: dict, version: str, days: list[dt.date]) -> dict[str, np.ndarray]:
     """Scores of registry version `version` for every transaction of `days` (ISO day -> scores in
     `world.transactions(day)` order): its serving artifact on the features Feast serves at each
     request's time. The lake needs the days' snapshots up to the day before the last one."""

@@ -15,16 +15,16 @@ import pytest
 import requests
 
 from assets.deployment import seldon_deployment
+from resources.canary_policy import CanaryPolicy
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, CHAMPION, INTERFACE_TAG, STATUS_TAG, MlflowRegistry
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
-from resources.canary_policy import CanaryPolicy
+from seldon.runtime import free_port
 from sensors.canary import build_canary_sensor, run_config, tick
 from testkit.artifacts import build_artifact, sample_rows
-from testkit.tokens import token
-from seldon.runtime import free_port
 from testkit.serving import SECRET, SERVING_PY
+from testkit.tokens import token
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = CanaryPolicy(steps=[10, 25, 50, 100], min_requests=12, max_failed_checks=2, p99_slack_s=0.1)

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from seldon.runtime import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ def test_run_launcher_config_passes_dagster_k8s_schema(monkeypatch):
 def test_helm_values_name_the_chart_and_match_the_launcher_config():
     text = (ROOT / "deployment/helm/values.yaml").read_text()
     assert f"chartVersion: {CHART_VERSION}" in text and "dagster/dagster" in text
-    assert CHART_VERSION == dg.__version__  # the chart is versioned with Dagster itself
+    assert dg.__version__ == CHART_VERSION  # the chart is versioned with Dagster itself
     values = yaml.safe_load(text)
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     helm = values["runLauncher"]["config"]["k8sRunLauncher"]

@@ -35,7 +35,6 @@ from testkit.simulate import (
     train_champion,
 )
 
-
 WORLD = dict(seed=11, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
 START = dt.date(2026, 10, 1)
 DRIFT_START = START + dt.timedelta(days=16)

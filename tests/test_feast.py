@@ -10,7 +10,6 @@ the 30-day window on the last day, so their tombstones are exercised.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,15 +30,15 @@ from assets.feature_store import (
     online_features,
     user_state,
 )
+from assets.features import transaction_features
+from assets.ingestion import raw_labels, raw_transactions
+from resources import SyntheticEventSource
 from resources.feast_repo.schema import (
     MERCHANT_STATE_FEATURES,
     ON_DEMAND_FEATURES,
     SERVED_FEATURES,
     USER_STATE_FEATURES,
 )
-from assets.features import transaction_features
-from assets.ingestion import raw_labels, raw_transactions
-from resources import SyntheticEventSource
 from resources.feast_store import FeastStore
 from resources.lake import Lake
 
@@ -226,7 +225,7 @@ def test_rematerializing_a_partition_replaces_it(world):
     assert not again["skipped"] and again["online_as_of"].startswith("2026-10-05")
     older = _meta(_materialize([online_features], resources, SNAPSHOT_DAYS[1].isoformat()), "online_features")
     assert older["skipped"] and older["online_as_of"].startswith("2026-10-05")
-    assert world["feast"].online_snapshot_as_of() == dt.datetime(2026, 10, 5, tzinfo=dt.timezone.utc)
+    assert world["feast"].online_snapshot_as_of() == dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
 
 
 # --------------------------------------------------------------------------- consistency

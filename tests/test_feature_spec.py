@@ -5,7 +5,6 @@ tests/test_feature_reference.py, whose reference reads its windows from the spec
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
@@ -84,7 +83,7 @@ def test_names_follow_the_windows():
         assert spec.user_txn_count(window) in spec.USER_STATE_FEATURES
     assert spec.AMOUNT_TO_USER_MEAN.endswith("_" + spec.USER_MEAN.suffix)
     assert spec.MERCHANT_TXN_COUNT.endswith("_" + spec.MERCHANT.suffix)
-    assert spec.REQUEST_COLUMNS == [
+    assert [
         "event_id",
         "event_ts",
         *spec.ENTITY_KEYS,
@@ -92,7 +91,7 @@ def test_names_follow_the_windows():
         "category",
         "country",
         "channel",
-    ]
+    ] == spec.REQUEST_COLUMNS
 
 
 def test_window_units():

@@ -10,7 +10,6 @@ import pytest
 from assets import features, ingestion
 from resources import LandingFolderEventSource
 
-
 DAY = "2026-10-05"
 
 

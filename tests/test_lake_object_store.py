@@ -319,8 +319,8 @@ def test_spark_engine_gets_s3a_paths_of_the_s3_lake(s3_endpoint, monkeypatch):
 
 def test_drift_report_on_an_s3_lake_uploads_its_html(s3_endpoint, tmp_path, make_resources):
     from assets import monitoring
-    from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
     from resources import SyntheticEventSource
+    from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
 
     lake = _lake(s3_endpoint, "drift/lake")
     resources = make_resources(

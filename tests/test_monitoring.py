@@ -13,7 +13,6 @@ from assets import monitoring
 from resources import SyntheticEventSource
 from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
 
-
 ASSETS = [monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance]
 
 

@@ -64,7 +64,7 @@ def stack(tmp_path_factory):
 
 
 def _wait_ingress(url: str, timeout_s: float = 30.0):
-    base = url.split("/seldon/")[0]
+    base = url.split("/seldon/", maxsplit=1)[0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -580,7 +580,7 @@ def test_monitoring_reads_the_log_the_ingress_writes(tmp_path):
     for item in items:
         plog.record(*item)
     plog.close()
-    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    day = dt.datetime.now(dt.UTC).date().isoformat()
     frame, total = read_prediction_window(
         Lake(root=str(tmp_path / "lake")), [day], ["category", "country"], ["amount", "user_txn_count_24h"]
     )
@@ -605,7 +605,7 @@ def _self_signed(tmp_path):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

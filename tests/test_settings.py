@@ -82,7 +82,7 @@ def _environment_reads(tree: ast.AST):
     for node in ast.walk(tree):
         key = ...
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in ("get", "pop") and is_environ(node.func.value) or node.func.attr == "getenv":
+            if (node.func.attr in ("get", "pop") and is_environ(node.func.value)) or node.func.attr == "getenv":
                 key = node.args[0] if node.args else None
         elif isinstance(node, ast.Subscript) and is_environ(node.value) and isinstance(node.ctx, ast.Load):
             key = node.slice

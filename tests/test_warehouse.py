@@ -6,7 +6,6 @@ import sys
 import time
 
 import dagster as dg
-import duckdb
 
 from assets import features, ingestion
 

@@ -23,7 +23,6 @@ from driftline import spec
 
 from . import window_kernels as wk
 
-
 US = spec.US_PER_SECOND
 HOUR = 3600 * US  # calendar units of hour_of_day / day_of_week, not windows
 DAY = 24 * HOUR

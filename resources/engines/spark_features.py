@@ -43,7 +43,7 @@ _ARROW_TYPES = {
 SCHEMA = pa.schema([(name, _ARROW_TYPES[t]) for name, t in spec.FEATURE_COLUMNS.items()])
 
 
-def _micros(df: "DataFrame", name: str):
+def _micros(df: DataFrame, name: str):
     """Microseconds since the epoch; nanosecond Parquet timestamps arrive as longs
     (spark.sql.legacy.parquet.nanosAsLong) and are truncated like DuckDB's epoch_us."""
     from pyspark.sql import functions as F
@@ -54,7 +54,7 @@ def _micros(df: "DataFrame", name: str):
     return F.unix_micros(F.col(name).cast("timestamp"))
 
 
-def _events(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) -> "DataFrame":
+def _events(spark: SparkSession, files: list[str], lo_us: int, end_us: int) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType
 
@@ -65,7 +65,7 @@ def _events(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) ->
     return df.where((F.col("ts") >= lo_us) & (F.col("ts") < end_us))
 
 
-def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: int) -> "DataFrame | None":
+def _label_deltas(spark: SparkSession, files: list[str], lo_us: int, end_us: int) -> DataFrame | None:
     """+1 at label_ts, -1 at event_ts + the merchant window, for the chargebacks DuckDB's engine counts."""
     from pyspark.sql import functions as F
 
@@ -80,7 +80,7 @@ def _label_deltas(spark: "SparkSession", files: list[str], lo_us: int, end_us: i
 
 
 def compute_transaction_features_spark(
-    spark: "SparkSession", transaction_files: list[str], label_files: list[str], start: dt.datetime, end: dt.datetime
+    spark: SparkSession, transaction_files: list[str], label_files: list[str], start: dt.datetime, end: dt.datetime
 ) -> pa.Table:
     """Features for transactions with start <= event_ts < end (files must cover [start - spec.LOOKBACK, end))."""
     from pyspark.sql import Window as W

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-def epoch_seconds(ts) -> "object":
+def epoch_seconds(ts) -> object:
     """Seconds since the Unix epoch (float) of a timestamp / pandas Series; naive means UTC.
 
     This is the one definition of `event_epoch_s`: callers of the online path must send the
