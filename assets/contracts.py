@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -147,7 +148,7 @@ class Split:
         if self.quarantine.empty:
             return {}
         reasons = self.quarantine["reason"].str.split("; ").explode()
-        return reasons.value_counts().sort_index().to_dict()
+        return cast("dict[str, int]", reasons.value_counts().sort_index().to_dict())
 
 
 def split_valid(raw: pd.DataFrame, contract: Contract, day: dt.date) -> Split:
@@ -187,7 +188,7 @@ def split_valid(raw: pd.DataFrame, contract: Contract, day: dt.date) -> Split:
     except pandera.errors.SchemaErrors as err:
         fc = err.failure_cases
         fc = fc[fc["index"].notna()]
-        for row, column, check in zip(fc["index"].astype(int), fc["column"], fc["check"]):
+        for row, column, check in zip(fc["index"].astype(int), fc["column"], fc["check"], strict=True):
             if (row, str(column)) in flagged:
                 continue
             flag([row], _describe(str(column), str(check)), str(column))
@@ -243,5 +244,5 @@ def _to_storage(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
         elif kind == "timestamp":
             out[name] = col.astype("datetime64[us]")
         else:
-            out[name] = col.astype(object).where(col.notna(), None)
+            out[name] = col.astype(object).where(col.notna(), None)  # pyright: ignore[reportArgumentType]  # pandas documents None as `other` (nulls in an object column); pandas-stubs omit it
     return pd.DataFrame(out, columns=list(contract.columns))

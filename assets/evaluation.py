@@ -153,6 +153,7 @@ def model_evaluation(
         mlflow_registry.make_champion(challenger.version)
         action = f"v{challenger.version} became the first champion"
     elif passed:
+        assert champion is not None  # the branch above took the no-champion case
         action = f"v{challenger.version} goes on as canary against champion v{champion.version}"
     else:
         mlflow_registry.drop_challenger()

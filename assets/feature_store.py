@@ -105,7 +105,8 @@ def compute_user_state(transaction_files: list[str], as_of: dt.datetime, lake: L
     agg AS (  -- ordered float sums: a re-run yields bit-identical values
         SELECT user_id,
                {_user_window_aggregates(t)},
-               avg(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - {spec.USER_MEAN.sql}) AS {spec.USER_MEAN_AMOUNT},
+               avg(amount ORDER BY ts, event_id) FILTER (WHERE ts >= {t} - {spec.USER_MEAN.sql})
+                   AS {spec.USER_MEAN_AMOUNT},
                count(DISTINCT merchant_id) FILTER (WHERE ts >= {t} - {spec.STATE_DISTINCT_MERCHANTS.sql})
                    AS {spec.USER_STATE_DISTINCT_MERCHANTS},
                epoch_us(max(ts)) / 1e6 AS {spec.USER_LAST_TXN_EPOCH_S},
@@ -239,7 +240,7 @@ def merchant_state(context: dg.AssetExecutionContext, lake: Lake) -> dg.Material
     path = lake.write_partition(MERCHANT_STATE_TABLE, day.isoformat(), table)
     meta = _snapshot_metadata(table, "merchant", path, as_of, spec.MERCHANT_TXN_COUNT)
     meta[f"chargebacks_{spec.MERCHANT.suffix}"] = dg.MetadataValue.int(
-        int(pc.sum(table.column(spec.MERCHANT_CB_COUNT)).as_py() or 0)
+        int(pc.sum(table.column(spec.MERCHANT_CB_COUNT)).as_py() or 0)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
     )
     meta["label_partitions"] = dg.MetadataValue.int(len(label_files))
     return dg.MaterializeResult(metadata=meta)

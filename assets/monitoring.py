@@ -9,6 +9,7 @@ asset so the lineage shows where the monitored data comes from.
 # the decorated functions from their annotations at definition time.
 import dataclasses
 import datetime as dt
+import math
 import tempfile
 from pathlib import Path
 
@@ -62,10 +63,10 @@ class DriftReportConfig(dg.Config):
     current_cap: int = _DRIFT.current_cap
     min_rows: int = _DRIFT.min_rows
     # day_of_week is constant within a daily window: it always differs from a multi-day reference.
-    exclude: list[str] = ["day_of_week"]
+    exclude: list[str] = ["day_of_week"]  # noqa: RUF012  # a pydantic field (dg.Config): each instance gets a copy
     # Log date folders to read instead of the partition's own (the log is dated by request time: a
     # demo replaying simulated days through a live ingress reads today's folder for each of them).
-    log_days: list[str] = []
+    log_days: list[str] = []  # noqa: RUF012  # a pydantic field (dg.Config): each instance gets a copy
 
     def drift_config(self) -> DriftConfig:
         """DriftConfig with this run's values for the fields it shares with this config."""
@@ -123,13 +124,14 @@ def drift_report(
     unmonitored = [f for group in features for f in group if f not in present]
     features = ([c for c in features[0] if c in present], [n for n in features[1] if n in present])
     meta["unmonitored_features"] = dg.MetadataValue.json(unmonitored)
-    html, report_url = None, None
+    html: Path | str | None = None
+    report_url = ""  # set with html
     with tempfile.TemporaryDirectory() as tmp:
         if config.engine == "evidently":
             if lake.is_remote:  # Evidently writes a local file: uploaded beside the lake afterwards
                 html, report_url = Path(tmp) / f"{day}.html", f"{report_dir(lake)}/{day}.html"
             else:
-                html = report_dir(lake) / f"{day}.html"
+                html = Path(report_dir(lake)) / f"{day}.html"
                 report_url = html.as_uri()
         result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
         if html is not None and lake.is_remote:
@@ -203,12 +205,16 @@ def model_performance(
         "dagster/row_count": dg.MetadataValue.int(sum(r["rows"] for r in per_day)),
     }
     for version, m in pooled.items():
-        meta |= {f"v{version}/{k}": float(v) for k, v in m.items() if k in ("pr_auc", "recall", "precision") and v == v}
+        meta |= {
+            f"v{version}/{k}": float(v)
+            for k, v in m.items()
+            if k in ("pr_auc", "recall", "precision") and not math.isnan(v)
+        }
     if champ in pooled:
-        meta |= {f"champion_{k}": v for k, v in pooled[champ].items() if v == v}
+        meta |= {f"champion_{k}": v for k, v in pooled[champ].items() if not math.isnan(v)}
     context.log.info(f"performance of {meta['prediction_days']} (labels through {day}): {pooled}")
     return dg.MaterializeResult(metadata=meta)
 
 
 def _no_nan(pooled: dict) -> dict:
-    return {v: {k: (x if x == x else None) for k, x in m.items()} for v, m in pooled.items()}
+    return {v: {k: (None if math.isnan(x) else x) for k, x in m.items()} for v, m in pooled.items()}

@@ -62,7 +62,7 @@ def training_set(
     stats = {}
     for split, part in frame.groupby("split", sort=False):
         lake.write_partition_file(
-            split_path(lake, split), pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False)
+            split_path(lake, str(split)), pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False)
         )
         stats[split] = {
             "rows": len(part),
@@ -97,7 +97,12 @@ def git_commit() -> str:
     try:
         return (
             subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+                check=False,  # outside a checkout git fails with no output: "unknown" below
             ).stdout.strip()
             or "unknown"
         )

@@ -64,7 +64,7 @@ def run_once(impl: str, lake: str, params: BenchParams, out: Path, threads: int)
         "--threads",
         str(threads),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -88,14 +88,20 @@ def compare_outputs(out_dir: Path, results: dict[str, Result]) -> tuple[list[str
         return [], ["fewer than two implementations produced output: nothing to compare"]
     base = OURS if OURS in done else done[0]
     # Ours is a lake folder (one file per day), the peers one file; no partition columns added.
-    tables = {i: pq.read_table(out_dir / f"{i}.parquet", partitioning=None) for i in done}
+    tables = {
+        i: pq.read_table(
+            out_dir / f"{i}.parquet",
+            partitioning=None,  # pyright: ignore[reportArgumentType]  # pyarrow takes None (no partitioning); pyright infers str from the default
+        )
+        for i in done
+    }
     problems, notes = [], []
     if OURS in done and tables[OURS].column_names != COLUMNS:
         notes.append(
             f"SPEC: {LABELS[OURS]} column order differs from docs/features.md: "
             + ", ".join(
                 f"#{k} is {got}, spec {want}"
-                for k, (got, want) in enumerate(zip(tables[OURS].column_names, COLUMNS))
+                for k, (got, want) in enumerate(zip(tables[OURS].column_names, COLUMNS, strict=False))
                 if got != want
             )
         )

@@ -35,6 +35,7 @@ def timed_import() -> tuple[float, float]:
         text=True,
         env=os.environ.copy(),
         timeout=300,
+        check=False,  # the return code is checked below, with stderr in the message
     )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
@@ -50,6 +51,7 @@ def heaviest_imports(top: int = 10) -> list[tuple[float, str]]:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     totals: dict[str, float] = {}
     for line in out.stderr.splitlines():

@@ -21,104 +21,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from bench.load import DURATION, LogWatch, ensure_wrk, wait_http, wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
 SECRET = "bench-secret-bench-secret-bench-secret!"
-DURATION = os.environ.get("BENCH_SERVING_DURATION", "4s")
 ROUNDS = int(os.environ.get("BENCH_SERVING_ROUNDS", "3"))
 ONLINE = os.environ.get("BENCH_SERVING_ONLINE", "store")
-
-
-def ensure_wrk() -> str:
-    if not shutil.which("wrk"):
-        print("installing wrk (apt-get install -y wrk)")
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
-        if not shutil.which("wrk"):
-            subprocess.run(["apt-get", "update"], check=False, capture_output=True)
-            subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
-    return shutil.which("wrk")
-
-
-def wrk(url: str, body: dict, conns: int, headers: dict | None = None, duration: str = DURATION) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-        )
-    out = subprocess.run(
-        ["wrk", "-t", str(min(conns, 2)), "-c", str(conns), "-d", duration, "--latency", "-s", f.name, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    os.unlink(f.name)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": _ms(out, "50%"),
-        "p99": _ms(out, "99%"),
-        "errors": int(non2xx.group(1)) if non2xx else 0,
-        "requests": int(done.group(1)),
-        "seconds": float(done.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[done.group(3)],
-    }
-
-
-class LogWatch:
-    """The prediction log's progress, from the ingress's /metrics: every answered row must be
-    written, and an ingress run is over only when its log has caught up (otherwise the writer's
-    backlog would run on into, and slow, the next measurement, and rows/s would not be sustained)."""
-
-    def __init__(self, base_url: str, admin: dict):
-        self.url, self.admin, self.answered = f"{base_url}/metrics", admin, 0
-
-    def written(self) -> int:
-        import urllib.request
-
-        req = urllib.request.Request(self.url, headers=self.admin)
-        text = urllib.request.urlopen(req, timeout=10).read().decode()
-        return int(float(re.search(r"prediction_log_rows_written\{[^}]*\} ([\d.e+]+)", text).group(1)))
-
-    def caught_up(self, answered_rows: int, timeout_s: float = 300.0) -> float:
-        """Seconds until the log has written everything answered so far."""
-        self.answered += answered_rows
-        t0 = time.monotonic()
-        while self.written() < self.answered:
-            if time.monotonic() - t0 > timeout_s:
-                raise TimeoutError(f"prediction log: {self.written()} rows written of {self.answered} answered")
-            time.sleep(0.05)
-        return time.monotonic() - t0
-
-
-def _ms(out: str, pct: str) -> float:
-    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def wait_http(url: str, timeout_s: float = 90.0):
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError as err:
-            if getattr(err, "code", None):  # any HTTP answer means it is up
-                return
-            time.sleep(0.3)
-    raise TimeoutError(url)
 
 
 def main():
@@ -260,36 +176,16 @@ def online_store(work: Path) -> Path:
 
     import definitions
     from driftline.pipeline import run_data_plane
-    from resources import (
-        DataQuality,
-        FeastStore,
-        FeatureEngine,
-        Lake,
-        MlflowRegistry,
-        SeldonTarget,
-        SyntheticEventSource,
-        Warehouse,
-    )
+    from resources import SyntheticEventSource
+    from testkit.resources import make_resources
 
     print("no online store in data/feast: building a tiny one (two days of a small synthetic world)")
     logging.getLogger("dagster").setLevel(logging.WARNING)
     plane = work / "plane"
-    lake = Lake(root=str(plane / "lake"))
-    resources = {
-        "event_source": SyntheticEventSource(seed=21, n_users=250, n_merchants=60, events_per_day=500),
-        "lake": lake,
-        "warehouse": Warehouse(path=str(plane / "warehouse.duckdb")),
-        "feature_engine": FeatureEngine(threads=2),
-        "quality": DataQuality(),
-        "feast": FeastStore(lake=lake, repo_dir=str(plane / "feast")),
-        "mlflow_registry": MlflowRegistry(
-            tracking_uri=f"sqlite:///{plane}/mlflow.db", artifact_root=str(plane / "mlartifacts")
-        ),
-        "seldon_target": SeldonTarget(
-            serving_dir=str(plane / "serving"), lake=lake, feast_repo=str(plane / "feast"), start_runtime=False
-        ),
-    }
+    world = SyntheticEventSource(seed=21, n_users=250, n_merchants=60, events_per_day=500)
+    resources = make_resources(plane, event_source=world, start_runtime=False)
     days = [(dt.date(2026, 10, 4) + dt.timedelta(days=k)).isoformat() for k in range(2)]
+    assert definitions.defs.assets is not None
     if not run_data_plane(list(definitions.defs.assets), resources, days).success:
         raise RuntimeError("could not build the benchmark's online store")
     return plane / "feast"
@@ -360,7 +256,7 @@ def report(runs: dict, raw_name: str, written: int, answered: int):
     )
     for c in (1, 16):
         ratio = per_round(
-            lambda i: (
+            lambda i, c=c: (
                 runs[f"predictor direct, 1 row, c={c}"][i]["rps"]
                 / runs[f"bare wrapper, trivial model, c={c}"][i]["rps"]
             )

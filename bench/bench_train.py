@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PYTHON = ROOT / ".venv-serving" / "bin" / "python"
@@ -53,7 +54,8 @@ def _build(root: Path, days: int, events_per_day: int):
         n_merchants=max(events_per_day // 6, 100),
         fraud_rate=0.005,
     )
-    assets = list(definitions.defs.assets)
+    # The asset modules define only AssetsDefinitions (no specs, source or cacheable assets).
+    assets = cast(list[dg.AssetsDefinition], list(definitions.defs.assets or []))
     marker = root / "params.json"
     params = {"days": days, "events_per_day": events_per_day}
     if not marker.exists() or json.loads(marker.read_text()) != params:
@@ -153,9 +155,8 @@ def main() -> None:
     print(f"| fraud_model PR-AUC | {test['pr_auc']:.4f} ({test['pr_auc'] / test['prevalence']:.0f}x prevalence) |")
     print(f"| fraud_model ROC-AUC | {test['roc_auc']:.4f} |")
     print(f"| recall at 1% FPR | {test['recall_at_fpr_0.01']:.3f} |")
-    print(
-        f"| GPU | {'present: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none on this machine'} |"
-    )
+    gpu = "present: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none on this machine"
+    print(f"| GPU | {gpu} |")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _values(col: pa.ChunkedArray) -> tuple[str, np.ndarray]:
 
 
 def _by_event_id(t: pa.Table) -> pa.Table:
-    return t.take(pc.sort_indices(t, [("event_id", "ascending")]))
+    return t.take(pc.sort_indices(t, [("event_id", "ascending")]))  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
 
 
 def compare_features(
@@ -73,7 +73,7 @@ def compare_features(
         ids = t.column("event_id").cast(pa.string()).combine_chunks()
         first = np.ones(len(ids), dtype=bool)  # sorted: a duplicate follows its first row
         if len(ids) > 1:
-            first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+            first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
         if not first.all():
             problems.append(f"{name}: {(~first).sum()} duplicate event_id rows, e.g. {ids[int(np.argmin(first))]}")
             t = t.filter(pa.array(first))
@@ -84,10 +84,10 @@ def compare_features(
     a_ids, b_ids = a.column("event_id").cast(pa.string()), b.column("event_id").cast(pa.string())
     if not a_ids.equals(b_ids):
         in_b, in_a = (
-            pc.is_in(a_ids, value_set=b_ids.combine_chunks()),
-            pc.is_in(b_ids, value_set=a_ids.combine_chunks()),
+            pc.is_in(a_ids, value_set=b_ids.combine_chunks()),  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
+            pc.is_in(b_ids, value_set=a_ids.combine_chunks()),  # pyright: ignore[reportAttributeAccessIssue]  # as above
         )
-        only_a, only_b = a_ids.filter(pc.invert(in_b)), b_ids.filter(pc.invert(in_a))
+        only_a, only_b = a_ids.filter(pc.invert(in_b)), b_ids.filter(pc.invert(in_a))  # pyright: ignore[reportAttributeAccessIssue]  # as above
         if len(only_a):
             problems.append(f"{len(only_a)} rows only in {a_name}, e.g. {only_a.slice(0, max_rows).to_pylist()}")
         if len(only_b):

@@ -17,8 +17,9 @@ def copy_floor(con: duckdb.DuckDBPyConnection, transaction_files: list[str], out
     """Read all columns of `transaction_files` and COPY them to `out_path` (zstd, like the
     feature outputs). Returns (seconds, rows)."""
     t0 = time.perf_counter()
-    rows = con.execute(f"""
+    row = con.execute(f"""
         COPY (SELECT * FROM read_parquet({_files_sql(transaction_files)}, hive_partitioning = false))
         TO '{out_path}' (FORMAT parquet, COMPRESSION zstd)
-    """).fetchone()[0]
-    return time.perf_counter() - t0, int(rows)
+    """).fetchone()
+    assert row is not None  # COPY answers one row: the count written
+    return time.perf_counter() - t0, int(row[0])

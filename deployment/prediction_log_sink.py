@@ -57,7 +57,15 @@ class Pairing:
             )
 
 
+class SinkServer(ThreadingHTTPServer):
+    """The HTTP server and the pairing its handlers feed (`serve` sets it)."""
+
+    pairing: Pairing
+
+
 class Handler(BaseHTTPRequestHandler):
+    server: SinkServer  # set by socketserver: the server that accepted the request
+
     def do_GET(self):  # health
         self._reply(200, b'{"status": "ok"}')
 
@@ -66,7 +74,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.server.pairing.add(self.headers, body)
         except (ValueError, KeyError, TypeError) as err:
-            return self._reply(400, json.dumps({"error": str(err)}).encode())
+            self._reply(400, json.dumps({"error": str(err)}).encode())
+            return
         self._reply(202, b"{}")
 
     def _reply(self, status: int, data: bytes):
@@ -80,8 +89,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve(lake: str, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), Handler)
+def serve(lake: str, port: int, host: str = "0.0.0.0") -> SinkServer:
+    server = SinkServer((host, port), Handler)
     server.pairing = Pairing(PredictionLog(lake))
     return server
 

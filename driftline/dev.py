@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     os.chdir(ROOT)  # workspace.yaml and the default data dir are relative to the checkout
     # shared by the ingress and the canary controller
-    os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = ingress_secret(settings.load().data_dir, create=True)
+    jwt_secret = ingress_secret(settings.load().data_dir, create=True)
+    assert jwt_secret is not None  # create=True writes one when there is none
+    os.environ["DRIFTLINE_INGRESS_JWT_SECRET"] = jwt_secret
     target = resources_for_env()["seldon_target"]
     started = start_serving(target)
     dagster = subprocess.Popen(

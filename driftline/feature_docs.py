@@ -1,7 +1,8 @@
-"""docs/features.md's column table, rendered from driftline.spec so the doc cannot drift.
+"""The docs' feature tables, rendered from driftline.spec so the docs cannot drift: the feature
+table of docs/features.md and the served-features table of docs/feast.md.
 
-`python -m driftline.feature_docs` rewrites the table in place (between the two markers);
-tests/test_feature_spec.py fails while the doc differs from what this renders.
+`python -m driftline.feature_docs` rewrites both in place (between their markers);
+tests/test_feature_spec.py fails while a doc differs from what this renders.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from pathlib import Path
 
 from driftline import spec
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "features.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOC = DOCS / "features.md"
+FEAST_DOC = DOCS / "feast.md"
 BEGIN = "<!-- feature table: generated from driftline/spec.py by `python -m driftline.feature_docs` -->"
 END = "<!-- end of feature table -->"
+SERVED_BEGIN = "<!-- served features: generated from driftline/spec.py by `python -m driftline.feature_docs` -->"
+SERVED_END = "<!-- end of served features -->"
 
 
 def _rows(columns: tuple[spec.Column, ...]) -> list[list[spec.Column]]:
@@ -36,21 +41,61 @@ def feature_table(columns: tuple[spec.Column, ...] = spec.FEATURE_TABLE) -> str:
     return "\n".join(lines)
 
 
-def render(doc_text: str) -> str:
-    """`doc_text` with the table between the markers replaced by the spec's."""
-    head, sep, rest = doc_text.partition(BEGIN + "\n")
-    _, sep_end, tail = rest.partition(END)
+def _names(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def served_table() -> str:
+    """The markdown table of the feature service's features: where each comes from, how fresh."""
+    mean, last_ts, last_country = spec.USER_MEAN_AMOUNT, spec.USER_LAST_TXN_EPOCH_S, spec.USER_LAST_COUNTRY
+    on_demand = {
+        spec.AMOUNT_TO_USER_MEAN: (f"`amount / {mean}`", "fresh: computed per request"),
+        spec.SECONDS_SINCE_LAST_TXN: (
+            f"`event_epoch_s - {last_ts}`",
+            "fresh (uses the last *materialized* transaction)",
+        ),
+        spec.COUNTRY_CHANGED: (f"1 if `country != {last_country}` (both known), else 0", "fresh"),
+        spec.HOUR_OF_DAY: ("0..23 (UTC) of `event_epoch_s`", "fresh"),
+        spec.DAY_OF_WEEK: ("ISO 1..7 of `event_epoch_s`", "fresh"),
+    }
+    snapshot = "as of the last materialization (end of the previous day)"
+    lines = [
+        "| feature | source | freshness |",
+        "|---|---|---|",
+        f"| {_names(list(spec.USER_STATE_FEATURES))} | `{spec.USER_STATE_VIEW}` view | {snapshot} |",
+        f"| {_names(list(spec.MERCHANT_STATE_FEATURES))} | `{spec.MERCHANT_STATE_VIEW}` view | {snapshot} |",
+    ]
+    for name in spec.ON_DEMAND_FEATURES:
+        formula, freshness = on_demand[name]
+        lines.append(f"| `{name}` = {formula} | on-demand view `{spec.ON_DEMAND_VIEW}` | {freshness} |")
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, begin: str, end: str, table: str, doc: Path) -> str:
+    head, sep, rest = text.partition(begin + "\n")
+    _, sep_end, tail = rest.partition(end)
     if not sep or not sep_end:
-        raise ValueError(f"{DOC.name} lacks the feature table markers {BEGIN!r} ... {END!r}")
-    return f"{head}{BEGIN}\n{feature_table()}\n{END}{tail}"
+        raise ValueError(f"{doc.name} lacks the table markers {begin!r} ... {end!r}")
+    return f"{head}{begin}\n{table}\n{end}{tail}"
+
+
+def render(doc_text: str) -> str:
+    """docs/features.md's text with the table between the markers replaced by the spec's."""
+    return _replace_between(doc_text, BEGIN, END, feature_table(), DOC)
+
+
+def render_feast(doc_text: str) -> str:
+    """docs/feast.md's text with the served-features table replaced by the spec's."""
+    return _replace_between(doc_text, SERVED_BEGIN, SERVED_END, served_table(), FEAST_DOC)
 
 
 def main() -> int:
-    text = DOC.read_text()
-    new = render(text)
-    if new != text:
-        DOC.write_text(new)
-        print(f"updated {DOC}")
+    for doc, rendered in ((DOC, render), (FEAST_DOC, render_feast)):
+        text = doc.read_text()
+        new = rendered(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"updated {doc}")
     return 0
 
 

@@ -8,8 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from driftline.pipeline import pick as _pick
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TOKEN_TTL_S = 3600
@@ -54,7 +58,7 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
     from seldon.auth import mint_token
 
     instance = dg.DagsterInstance.get()
-    assets, resources = list(definitions.defs.assets), definitions.RESOURCES
+    assets, resources = _asset_definitions(definitions.defs), definitions.RESOURCES
     target, registry, source = resources["seldon_target"], resources["mlflow_registry"], resources["event_source"]
     days = [(today - dt.timedelta(days=k)).isoformat() for k in range(profile["days"], 0, -1)]
     tags = {"driftline/trigger": "demo"}
@@ -81,14 +85,15 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             f"(predictors seldon-core-microservice, ingress with JWT, prediction log)"
         )
 
-        daemon_log = open(data_dir / "dagster_home" / "daemon.log", "w")
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=daemon_log,
-            stderr=subprocess.STDOUT,
-        )
+        # The daemon writes to its own copy of the log's descriptor: ours is closed once it started.
+        with open(data_dir / "dagster_home" / "daemon.log", "w") as daemon_log:
+            daemon = subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=daemon_log,
+                stderr=subprocess.STDOUT,
+            )
         log(
             f"4. dagster-daemon started (pid {daemon.pid}): drift_sensor and canary_sensor every "
             f"{env['DRIFTLINE_SENSOR_INTERVAL_S']} s"
@@ -125,8 +130,8 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
         report = _drift_report(assets, resources, instance, today, tags)
         log(
             f"6. the world drifts ({env['DRIFTLINE_DRIFT_SCENARIO']}): {sum(status.values())} requests of today's "
-            f"transactions; drift_report {today}: drifted={report.get('drifted')}, share {report.get('share_drifted')}, "
-            f"features {report.get('drifted_features')}"
+            f"transactions; drift_report {today}: drifted={report.get('drifted')}, "
+            f"share {report.get('share_drifted')}, features {report.get('drifted_features')}"
         )
         traffic.start_loop(payloads)
 
@@ -172,6 +177,18 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
                 daemon.kill()
         target.stop_runtime()
         log("stopped the daemon and the serving stack")
+
+
+def _asset_definitions(defs: dg.Definitions) -> list[dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset]:
+    """The code location's assets as `dg.materialize` takes them (it cannot run a cacheable
+    assets definition; the asset modules define none)."""
+    import dagster as dg
+
+    assets = list(defs.assets or [])
+    runnable = [a for a in assets if isinstance(a, (dg.AssetsDefinition, dg.AssetSpec, dg.SourceAsset))]
+    if len(runnable) != len(assets):
+        raise TypeError("the demo cannot materialize cacheable assets definitions")
+    return runnable
 
 
 def _drift_report(assets, resources, instance, today, tags) -> dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
 def resolved(value: str | None) -> str | None:
     """A resource field that may hold `dg.EnvVar`: a resource used directly (outside a Dagster
     run, e.g. by the demo driver) keeps the EnvVar, a str holding the variable's *name*."""
-    return value.get_value() if hasattr(value, "get_value") else value
+    get_value = getattr(value, "get_value", None)  # dg.EnvVar's; Dagster is not imported here
+    return get_value() if get_value is not None else value
 
 
 def _int(name: str, env: Mapping[str, str] | None) -> int | None:
@@ -191,7 +193,7 @@ class Settings:
     start_date: str
     event_source: str
     landing_dir: str
-    synthetic_world: dict[str, object]
+    synthetic_world: dict[str, Any]  # SyntheticEventSource fields, each parsed to its type
     sensor_interval_s: int
     drift_min_windows: int
     automation: bool
@@ -214,7 +216,7 @@ class Settings:
     aws_region: str | None  # AWS_REGION / AWS_DEFAULT_REGION (not ours; Spark's S3A region fallback)
 
 
-def synthetic_world(env: Mapping[str, str] | None = None) -> dict[str, object]:
+def synthetic_world(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The synthetic-world overrides that are set, as SyntheticEventSource fields; unset ones
     keep the world's own defaults (resources/synthetic/config.py)."""
     world = {}

@@ -66,8 +66,8 @@ def assign_splits(event_ts: pd.Series, val_fraction: float, test_fraction: float
     """Whole days, oldest to train, then validation, newest to test: no shuffling across time."""
     days = np.sort(event_ts.dt.normalize().unique())
     n = len(days)
-    n_test = max(1, int(round(n * test_fraction)))
-    n_val = max(1, int(round(n * val_fraction)))
+    n_test = max(1, round(n * test_fraction))
+    n_val = max(1, round(n * val_fraction))
     if n - n_test - n_val < 1:
         raise ValueError(f"a window of {n} days is too short for train/validation/test splits")
     day = event_ts.dt.normalize().to_numpy()

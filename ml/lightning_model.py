@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from seldon.artifact import FeatureSchema
@@ -74,7 +76,7 @@ class FraudModule(L.LightningModule):
         self._val_labels.clear()
 
     def configure_optimizers(self):
-        c = self.hparams.config
+        c = self.hparams["config"]  # save_hyperparameters() keeps __init__'s arguments by name
         return torch.optim.AdamW(self.parameters(), lr=c["learning_rate"], weight_decay=c["weight_decay"])
 
 
@@ -134,7 +136,7 @@ class _EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._t0)
 
 
-def pick_precision(accelerator: str) -> str:
+def pick_precision(accelerator: str) -> Literal["bf16-mixed", "32-true"]:
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed"
     return "32-true"
@@ -176,7 +178,7 @@ def train(
     precision = pick_precision(config.accelerator)
     timer = _EpochTimer()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp, monitor="val_pr_auc", mode="max", save_top_k=1)
+        ckpt = ModelCheckpoint(dirpath=tmp, monitor="val_pr_auc", mode="max", save_top_k=1)
         trainer = L.Trainer(
             accelerator=config.accelerator,
             devices=config.devices,
@@ -190,7 +192,7 @@ def train(
             enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
             enable_model_summary=False,
             callbacks=[
-                L.pytorch.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience),
+                EarlyStopping(monitor="val_pr_auc", mode="max", patience=config.patience),
                 ckpt,
                 _EpochReporter(log, metric_sink),
                 timer,

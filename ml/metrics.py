@@ -32,7 +32,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     sorted_x = x[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
     ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):  # ends is starts shifted by one
         ranks[order[s:e]] = (s + e + 1) / 2.0
     return ranks
 

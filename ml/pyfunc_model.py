@@ -1,10 +1,11 @@
 """MLflow "model from code": the registered version serves through the same artifact as Seldon."""
 
-import mlflow
 import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc.model import PythonModel
 
 
-class ServingPyfunc(mlflow.pyfunc.PythonModel):
+class ServingPyfunc(PythonModel):
     def load_context(self, context):
         from seldon.artifact import ServingModel
 
@@ -15,4 +16,4 @@ class ServingPyfunc(mlflow.pyfunc.PythonModel):
         return self.model.score_columns(columns)
 
 
-mlflow.models.set_model(ServingPyfunc())
+set_model(ServingPyfunc())

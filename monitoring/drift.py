@@ -73,15 +73,14 @@ class DriftResult:
 def split_features(features, reference, current) -> tuple[list[str], list[str]]:
     """(categorical, numeric) names present in both frames. `features` is a FeatureSchema, a
     (categorical, numeric) pair, a list of names (typed by the reference's dtypes) or None (all)."""
-    if features is None:
-        features = list(reference.columns)
     if hasattr(features, "categorical"):
         cats, nums = [c.name for c in features.categorical], [n.name for n in features.numeric]
     elif isinstance(features, tuple):
         cats, nums = list(features[0]), list(features[1])
     else:
-        cats = [f for f in features if f in reference and not _is_number(reference[f])]
-        nums = [f for f in features if f in reference and _is_number(reference[f])]
+        names = list(reference.columns) if features is None else features
+        cats = [f for f in names if f in reference and not _is_number(reference[f])]
+        nums = [f for f in names if f in reference and _is_number(reference[f])]
     present = set(reference.columns) & set(current.columns)
     return [c for c in cats if c in present], [n for n in nums if n in present]
 

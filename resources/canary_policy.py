@@ -11,7 +11,7 @@ import dagster as dg
 
 
 class CanaryPolicy(dg.Config):
-    steps: list[int] = [10, 25, 50, 100]  # canary traffic %, in order; reaching 100 promotes
+    steps: list[int] = [10, 25, 50, 100]  # noqa: RUF012  # canary traffic %, in order; reaching 100 promotes (a pydantic field: copied per instance)
     min_requests: int = 20  # canary requests per interval before it is judged
     max_error_rate: float = 0.01  # 5xx share
     max_p99_ratio: float = 1.5  # canary p99 vs main p99 ...

@@ -277,7 +277,7 @@ class FeastStore(dg.ConfigurableResource):
         missing = [c for c in (*ENTITY_KEYS, *REQUEST_FIELDS) if c not in df.columns]
         if missing:
             raise ValueError(f"rows lack {missing}")
-        out = {k: [int(v) for v in df[k]] for k in ENTITY_KEYS}
+        out: dict[str, list] = {k: [int(v) for v in df[k]] for k in ENTITY_KEYS}
         out["amount"] = [float(v) for v in df["amount"]]
         out["event_epoch_s"] = [float(v) for v in df["event_epoch_s"]]
         out["country"] = [None if pd.isna(v) else str(v) for v in df["country"]]
@@ -375,7 +375,7 @@ class FeastStore(dg.ConfigurableResource):
                 probe = df[[row_col, key, ts_col]].sort_values(ts_col)
                 latest = pd.merge_asof(probe, snaps, left_on=ts_col, right_on="__snap", by=key, direction="backward")
                 has = latest["__snap"].notna() & (latest["__snap"] >= latest[ts_col] - SNAPSHOT_TTL)
-                keep_rows = set(latest.loc[has, row_col])
+                keep_rows = set(latest[row_col][has])
             else:
                 keep_rows = set()
             lost = ~df[row_col].isin(keep_rows)

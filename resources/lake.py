@@ -32,7 +32,7 @@ import os
 import posixpath
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -54,7 +54,7 @@ def write_parquet(data: pa.Table, where) -> None:
         for f in data.schema
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
     ]
-    pq.write_table(data, where, compression="zstd", use_dictionary=text)
+    pq.write_table(data, where, compression="zstd", use_dictionary=text)  # pyright: ignore[reportArgumentType]  # documented `bool or list`; pyright infers bool from the default
 
 
 def is_remote_url(url: str) -> bool:
@@ -166,7 +166,7 @@ class Lake(dg.ConfigurableResource):
 
     def _fs_path(self, url: str | Path) -> str:
         """`url` as the filesystem's own path (no scheme: `bucket/key`)."""
-        return self.fs._strip_protocol(str(url)) if self.is_remote else str(url)
+        return cast(str, self.fs._strip_protocol(str(url))) if self.is_remote else str(url)  # one path in, one out
 
     def _url(self, fs_path: str) -> str:
         """Inverse of `_fs_path`: a listing entry back to a URL consumers can pass around."""

@@ -7,6 +7,7 @@ never set an alias or a status tag themselves."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class MlflowRegistry(dg.ConfigurableResource):
 
     def _uri(self) -> str:
         uri = settings.resolved(self.tracking_uri)  # dg.EnvVar under k8s: it may hold a password
+        if uri is None:
+            raise ValueError(f"MlflowRegistry.tracking_uri: the environment variable {self.tracking_uri} is not set")
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
             path = Path(uri.removeprefix("sqlite:///")).resolve()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +84,8 @@ class MlflowRegistry(dg.ConfigurableResource):
     def delete_alias(self, alias: str) -> None:
         from mlflow.exceptions import MlflowException
 
-        try:
+        with contextlib.suppress(MlflowException):
             self.client().delete_registered_model_alias(self.model_name, alias)
-        except MlflowException:
-            pass
 
     def aliases(self) -> dict[str, str]:
         from mlflow.exceptions import MlflowException

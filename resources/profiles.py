@@ -62,7 +62,9 @@ def s3a_spark_conf(endpoint_url: str | None = None, region: str | None = None) -
     wheel. Credentials: the AWS SDK's default chain (env AWS_*, IRSA web identity, instance profile)."""
     conf = {
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "spark.hadoop.fs.s3a.aws.credentials.provider": "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+        ),
     }
     if endpoint_url:
         conf |= {
@@ -95,6 +97,8 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canar
         from . import configured_event_source
 
         event_source = configured_event_source(env)
+    tracking_uri = settings.secret("DRIFTLINE_MLFLOW_TRACKING_URI", env)
+    assert tracking_uri is not None  # the setting has a default
     return {
         "event_source": event_source,
         "lake": lake,
@@ -109,7 +113,7 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canar
             online_store_connection_string=settings.secret("DRIFTLINE_REDIS", env),
         ),
         "mlflow_registry": MlflowRegistry(
-            tracking_uri=settings.secret("DRIFTLINE_MLFLOW_TRACKING_URI", env),
+            tracking_uri=tracking_uri,
             artifact_root=s.mlflow_artifacts,
             ui_url=s.mlflow_ui,
         ),

@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -94,7 +94,7 @@ class SeldonTarget(dg.ConfigurableResource):
         from seldon import manifest as mf
 
         mf.write(manifest, self.manifest_path)
-        out = {"target": "local", "manifest": str(self.manifest_path)}
+        out: dict[str, Any] = {"target": "local", "manifest": str(self.manifest_path)}
         if self.start_runtime:
             out["runtime_pid"] = self.ensure_runtime()
             out["endpoints"] = self.wait_ready(manifest)
@@ -103,10 +103,11 @@ class SeldonTarget(dg.ConfigurableResource):
     def current_manifest(self, api: Any = None) -> dict | None:
         if self.kind == "kubernetes":
             try:
-                return (api or self._custom_objects_api()).get_namespaced_custom_object(
+                manifest = (api or self._custom_objects_api()).get_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL, self.deployment_name
                 )
-            except Exception as err:  # noqa: BLE001 - ApiException without importing kubernetes
+                return cast(dict, manifest)  # a custom object is a JSON object
+            except Exception as err:  # ApiException without importing kubernetes
                 if getattr(err, "status", None) == 404:
                     return None
                 raise
@@ -118,7 +119,7 @@ class SeldonTarget(dg.ConfigurableResource):
         args = (GROUP, VERSION, self.namespace, PLURAL)
         try:
             api.get_namespaced_custom_object(*args, self.deployment_name)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             if getattr(err, "status", None) != 404:
                 raise
             api.create_namespaced_custom_object(*args, manifest)
@@ -175,8 +176,8 @@ class SeldonTarget(dg.ConfigurableResource):
                 "--feast-port",
                 self.feast_server_url.rsplit(":", 1)[-1].strip("/"),
             ]
-        log = open(self.state_dir / "runtime.log", "ab")
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.state_dir / "runtime.log", "ab") as log:  # the runtime writes to its own copy
+            proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         (self.state_dir / "runtime.pid").write_text(str(proc.pid))
         return proc.pid
 

@@ -50,9 +50,12 @@ class Authenticator:
         leeway_s: int = 0,
         cache_size: int = 10_000,
     ):
-        if not hs256_secret and not rs256_public_key:
+        if rs256_public_key:
+            self._key, self._alg = rs256_public_key, "RS256"
+        elif hs256_secret:
+            self._key, self._alg = hs256_secret, "HS256"
+        else:
             raise ValueError("the ingress needs a JWT HS256 secret or an RS256 public key")
-        self._key, self._alg = (rs256_public_key, "RS256") if rs256_public_key else (hs256_secret, "HS256")
         self.audience, self.issuer, self.leeway_s = audience, issuer, leeway_s
         self._cache: dict[bytes, Principal] = {}
         self._cache_size = cache_size

@@ -236,7 +236,8 @@ class Handler(BaseHTTPRequestHandler):
                     )
                 except LogFull:
                     srv.metrics.request(route.name, 503, time.perf_counter() - t0)
-                    return self._error(503, "prediction log is full; retry later", **{"Retry-After": "1"})
+                    self._error(503, "prediction log is full; retry later", False, **{"Retry-After": "1"})
+                    return
         elapsed = time.perf_counter() - t0
         srv.metrics.request(route.name, status, elapsed, scores)
         self._send(status, data, {"Seldon-Puid": rid, "Seldon-Predictor": route.name, "X-Model-Version": route.version})
@@ -310,7 +311,7 @@ def _secret(path: str | None, name: str) -> str | None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])  # no docstring under -OO
     p.add_argument("--manifest", required=True)
     p.add_argument("--endpoints", required=True)
     p.add_argument("--host", default="127.0.0.1")

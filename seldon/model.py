@@ -142,7 +142,13 @@ class FraudModel:
         return self._score_rows(list(names or []), self._matrix(rows, len(names or [])))
 
     def score_columns(self, columns: dict) -> np.ndarray:
-        return self.model.score_columns(columns)
+        return self._loaded().score_columns(columns)
+
+    def _loaded(self) -> ServingModel:
+        """The model `load()` read (seldon-core calls it once per worker, before any request)."""
+        if self.model is None:
+            raise RuntimeError("FraudModel.load() has not run")
+        return self.model
 
     def tags(self):
         return (
@@ -226,7 +232,7 @@ class FraudModel:
         ]
         out += [
             {"type": "COUNTER", "key": "driftline_score_bucket_total", "value": c, "tags": {"le": str(le)}}
-            for le, c in zip(SCORE_BUCKETS, buckets)
+            for le, c in zip(SCORE_BUCKETS, buckets, strict=True)  # one count per bucket
             if c
         ]
         return out
@@ -274,7 +280,7 @@ class FraudModel:
                     + (", duplicated" if len(set(names)) != len(names) else "")
                 )
             pos = {n: i for i, n in enumerate(names)}
-            schema = self.model.schema
+            schema = self._loaded().schema
             plan = ([pos[c.name] for c in schema.categorical], [pos[f.name] for f in schema.numeric])
             if len(self._plans) < 64:
                 self._plans[key] = plan
@@ -316,7 +322,8 @@ class FraudModel:
         cat_idx, num_idx = self._plan(names)
         n = obj.shape[0]
         self._check_size(n)
-        schema = self.model.schema
+        model = self._loaded()
+        schema = model.schema
         cats = obj[:, cat_idx]
         if not set(map(type, cats.ravel())) <= _CATEGORICAL_TYPES:
             raise BadRequest(
@@ -338,7 +345,7 @@ class FraudModel:
         cat = np.empty((n, len(cat_idx)), dtype=np.int64)
         for j, feat in enumerate(schema.categorical):
             cat[:, j] = encode_categorical(feat, cats[:, j], n)
-        return self.model.score_encoded(cat, normalise(schema, raw))
+        return model.score_encoded(cat, normalise(schema, raw))
 
     @staticmethod
     def _culprit(names, obj, idx, allowed) -> str:

@@ -75,12 +75,7 @@ def request_entities(rows: list[dict]) -> dict[str, list]:
                 raise BadRequest(f"transaction {i}: {key} must be an integer")
             out[key].append(row[key])
         amount = row["amount"]
-        if (
-            isinstance(amount, bool)
-            or not isinstance(amount, (int, float))
-            or amount != amount
-            or amount in (float("inf"), float("-inf"))
-        ):
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
             raise BadRequest(f"transaction {i}: amount must be a finite number")
         out["amount"].append(float(amount))
         out["event_epoch_s"].append(epoch_seconds(row.get("event_epoch_s", row.get("event_ts"))))
@@ -120,7 +115,7 @@ class FeatureServerClient:
             raise Unavailable(f"feature server answered {resp.status_code}: {resp.text[:200]}")
         payload = resp.json()
         names = payload["metadata"]["feature_names"]
-        return {name: result["values"] for name, result in zip(names, payload["results"])}
+        return {name: result["values"] for name, result in zip(names, payload["results"], strict=False)}
 
     def warm_up(self):
         """One lookup at load: the server's first request (ODFV rehydration, registry) is slow."""
@@ -196,8 +191,11 @@ def on_demand(amount, event_epoch_s, country, user_mean_amount_30d, user_last_tx
     amount, mean, epoch, last = num(amount), num(user_mean_amount_30d), num(event_epoch_s), num(user_last_txn_epoch_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = amount / np.where(mean != 0, mean, np.nan)
-    known = np.array([c is not None and lc is not None for c, lc in zip(country, user_last_country)], dtype=bool)
-    differs = np.array([str(c) != str(lc) for c, lc in zip(country, user_last_country)], dtype=bool)
+    # One value per request row in both (the rows' own countries and their users' last ones).
+    known = np.array(
+        [c is not None and lc is not None for c, lc in zip(country, user_last_country, strict=True)], dtype=bool
+    )
+    differs = np.array([str(c) != str(lc) for c, lc in zip(country, user_last_country, strict=True)], dtype=bool)
     whole = np.floor(np.where(np.isnan(epoch), 0.0, epoch))
     return {
         spec.AMOUNT_TO_USER_MEAN: _floats(ratio),

@@ -186,7 +186,7 @@ class PredictionLog:
     def _complete(self, future, items: list) -> None:
         try:
             rows = future.result()
-        except Exception:  # noqa: BLE001 - keep the writer alive and the rows for the next flush
+        except Exception:  # keep the writer alive and the rows for the next flush
             self.write_errors += 1
             self._retry += items
             log.exception("prediction log: could not write %d requests; will retry", len(items))

@@ -30,10 +30,11 @@ def _rows(req) -> list:
             return [j] if isinstance(j, dict) else list(j)
         data = req["data"]
         names = data.get("names", [])
+        # Ragged rows are logged as zip pairs them: up to the shorter of the names and the row.
         if "ndarray" in data:
-            return [dict(zip(names, row)) for row in data["ndarray"]]
+            return [dict(zip(names, row, strict=False)) for row in data["ndarray"]]
         values, width = data["tensor"]["values"], max(len(names), 1)
-        return [dict(zip(names, values[i : i + width])) for i in range(0, len(values), width)]
+        return [dict(zip(names, values[i : i + width], strict=False)) for i in range(0, len(values), width)]
     except (ValueError, KeyError, TypeError, AttributeError):
         return []
 
@@ -72,12 +73,12 @@ class FeatureEncoder:
             req = None
         names, columns = _data_columns(req, self.names)
         if columns is not None and (n is None or len(columns[0]) == n):
-            if names != self.names:
+            if names != self.names or self.columns is None:  # (columns are set with names)
                 self._close()
                 self.names, self.columns = names, [list(c) for c in columns]
             else:
-                for acc, col in zip(self.columns, columns):
-                    acc += col
+                for acc, col in zip(self.columns, columns, strict=True):  # one column per name
+                    acc.extend(col)
             if len(self.columns[0]) >= self.chunk_rows:  # bounded: few live objects, cheap GC passes
                 self._close()
             return
@@ -97,15 +98,19 @@ class FeatureEncoder:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if self.columns:
+        names, columns = self.names, self.columns
+        if columns:
+            assert names is not None  # set with the columns
             try:
                 parts = []
-                for j, (name, col) in enumerate(zip(self.names, self.columns)):
+                for j, (name, col) in enumerate(zip(names, columns, strict=True)):
                     parts += [_scalar(("{" if j == 0 else ", ") + _KEY(name) + ": "), _column_json(col)]
-                joined = pc.binary_join_element_wise(*parts, _scalar("}"), _scalar(""))
-            except Exception:  # noqa: BLE001 - a corner case of the fast path must not stall the log
+                joined = pc.binary_join_element_wise(*parts, _scalar("}"), _scalar(""))  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
+            except Exception:  # a corner case of the fast path must not stall the log
                 log.warning("prediction log: columnar feature encoding failed; encoding row by row", exc_info=True)
-                joined = pa.array([json.dumps(dict(zip(self.names, row))) for row in zip(*self.columns)], pa.string())
+                # The fallback must not raise either: zip truncates as the per-row encoder did.
+                rows = zip(*columns, strict=False)
+                joined = pa.array([json.dumps(dict(zip(names, row, strict=False))) for row in rows], pa.string())
             self.chunks.append(joined)
         self.names = self.columns = None
 
@@ -127,7 +132,7 @@ def _data_columns(req, known: list | None = None) -> tuple:
     if "ndarray" in data:
         rows = data["ndarray"]
         if isinstance(rows, list) and rows and set(map(type, rows)) == {list} and set(map(len, rows)) == {width}:
-            return names, list(zip(*rows))
+            return names, list(zip(*rows, strict=True))  # every row is `width` long (checked above)
     elif isinstance(data.get("tensor"), dict):
         values = data["tensor"].get("values")
         if isinstance(values, list) and values and len(values) % width == 0:
@@ -172,8 +177,10 @@ def _column_json(col):
             text = arr.cast(pa.string())
             integral = values == np.trunc(values)  # written without a "." by Arrow, with ".0" by repr
             if integral.any():
-                text = pc.if_else(
-                    pa.array(integral), pc.binary_join_element_wise(text, _scalar(".0"), _scalar("")), text
+                text = pc.if_else(  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
+                    pa.array(integral),
+                    pc.binary_join_element_wise(text, _scalar(".0"), _scalar("")),  # pyright: ignore[reportAttributeAccessIssue]  # as above
+                    text,
                 )
             return text.fill_null("null") if arr.null_count else text
     elif int in kinds and kinds <= _INTS:
@@ -186,8 +193,10 @@ def _column_json(col):
             return text.fill_null("null") if arr.null_count else text
     if str in kinds and kinds <= _STRINGS:
         arr = pa.array(col, pa.string())
-        if not pc.any(pc.match_substring_regex(arr, _ESCAPED)).as_py():  # then json.dumps just quotes them
-            text = pc.binary_join_element_wise(_scalar('"'), arr, _scalar('"'), _scalar(""))
+        # Nothing that json.dumps escapes: then it just quotes them.
+        escaped = pc.match_substring_regex(arr, _ESCAPED)  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
+        if not pc.any(escaped).as_py():  # pyright: ignore[reportAttributeAccessIssue]  # as above
+            text = pc.binary_join_element_wise(_scalar('"'), arr, _scalar('"'), _scalar(""))  # pyright: ignore[reportAttributeAccessIssue]  # as above
             return text.fill_null("null") if arr.null_count else text
         return pa.array(["null" if v is None else _KEY(v) for v in col], pa.string())
     if kinds <= _NUMBERS:  # numbers and nulls: no ", " inside any of them

@@ -48,7 +48,7 @@ def write_file(root: str, day: str, items: list) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{TABLE}-{uuid.uuid4().hex}.parquet"
     # features are near-unique JSON text: a dictionary page for them is wasted work
-    pq.write_table(table, tmp, compression="zstd", use_dictionary=[c for c in COLUMNS if c != "features"])
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=[c for c in COLUMNS if c != "features"])  # pyright: ignore[reportArgumentType]  # documented `bool or list`; pyright infers bool from the default
     os.replace(tmp, target)
     return table.num_rows
 

@@ -72,7 +72,7 @@ def _histograms(name: str, hists: dict[str, Histogram], d: str) -> list[str]:
     out = [f"# TYPE {name} histogram"]
     for pred, h in sorted(hists.items()):
         cum = 0
-        for bound, c in zip((*h.bounds, "+Inf"), h.counts):
+        for bound, c in zip((*h.bounds, "+Inf"), h.counts, strict=True):  # a count per bound and +Inf
             cum += c
             out.append(f'{name}_bucket{{{d},predictor="{pred}",le="{bound}"}} {cum}')
         out += [f'{name}_sum{{{d},predictor="{pred}"}} {h.sum}', f'{name}_count{{{d},predictor="{pred}"}} {cum}']

@@ -88,10 +88,10 @@ class Predictor:
             "--parameters",
             json.dumps(self.spec["graph"].get("parameters", [])),
         ]
-        out = open(self.log_path, "ab")
-        return subprocess.Popen(
-            cmd, env=self.env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.log_path, "ab") as out:  # the child writes to its own copy of the descriptor
+            return subprocess.Popen(
+                cmd, env=self.env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def check_ready(self) -> bool:
         try:
@@ -150,13 +150,18 @@ class LocalRuntime:
         self._stamp = None
 
     def _child(self, name: str, cmd: list[str]):
-        out = open(self.state_dir / f"{name}.log", "ab")
-        self.children[name] = (
-            cmd,
-            subprocess.Popen(
-                cmd, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
-            ),
-        )
+        with open(self.state_dir / f"{name}.log", "ab") as out:  # the child writes to its own copy
+            self.children[name] = (
+                cmd,
+                subprocess.Popen(
+                    cmd,
+                    cwd=str(ROOT),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=dict(os.environ),
+                    start_new_session=True,
+                ),
+            )
 
     def start(self):
         if self.feast_repo:
@@ -267,7 +272,7 @@ def main(argv=None):
     while not stopping:
         try:
             runtime.reconcile()
-        except Exception:  # noqa: BLE001 - a bad manifest must not take the running predictors down
+        except Exception:  # a bad manifest must not take the running predictors down
             log.exception("reconcile failed; keeping the current processes")
         time.sleep(0.5)
     runtime.stop()

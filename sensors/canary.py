@@ -84,7 +84,9 @@ def psi(a: dict, b: dict) -> float | None:
     ta, tb = sum(pa), sum(pb)
     if ta <= 0 or tb <= 0:
         return None
-    return sum((x / ta - y / tb) * math.log(max(x / ta, 1e-4) / max(y / tb, 1e-4)) for x, y in zip(pa, pb))
+    return sum(
+        (x / ta - y / tb) * math.log(max(x / ta, 1e-4) / max(y / tb, 1e-4)) for x, y in zip(pa, pb, strict=True)
+    )  # one share per key in both
 
 
 def analyze(canary: Stats, main: Stats, policy: CanaryPolicy) -> tuple[bool | None, str, dict]:

@@ -18,6 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RAW_FIELDS = ["event_id", "user_id", "merchant_id", "amount", "category", "country", "channel"]
 
@@ -111,7 +115,7 @@ def train_champion(
         },
     )
     meta = {
-        e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
     }
     version = str(meta["fraud_model"]["model_version"])
@@ -247,7 +251,7 @@ def replay(
             run_config={"ops": {"drift_report": {"config": {"engine": engine}}}},
         )
         meta = {
-            e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events()
         }
         requests, cursor = tick(instance, cursor)

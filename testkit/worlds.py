@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-SMALL_WORLD = dict(seed=11, n_users=300, n_merchants=80, events_per_day=600, fraud_rate=0.01)
+from typing import Any
+
+SMALL_WORLD: dict[str, Any] = dict(seed=11, n_users=300, n_merchants=80, events_per_day=600, fraud_rate=0.01)

@@ -29,6 +29,7 @@ from testkit.tokens import token
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = CanaryPolicy(steps=[10, 25, 50, 100], min_requests=12, max_failed_checks=2, p99_slack_s=0.1)
 pytestmark = [
+    pytest.mark.slow,  # real predictors stepped through a whole rollout: about a minute
     pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"),
 ]
@@ -140,6 +141,7 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     sensor = build_canary_sensor()  # the policy comes with the target, as in definitions.py
     with dg.build_sensor_context(resources={"seldon_target": target}) as ctx:
         first = sensor(ctx)
+    assert isinstance(first, dg.SensorResult)
     assert first.asset_events[0].metadata["canary_decision"].value == "hold" and not first.run_requests
 
     with Traffic(target) as traffic:

@@ -24,6 +24,10 @@ GROUPS = {
 }
 
 
+# `driftline demo` end to end (the Dagster daemon takes over), then the UI in Chromium: minutes.
+pytestmark = [pytest.mark.browser, pytest.mark.daemon, pytest.mark.slow]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo")
@@ -41,6 +45,7 @@ def demo(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=1200,
+        check=False,  # the return code is asserted by test_demo_runs_the_closed_loop, with the timeline
     )
     timeline = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     (data / "timeline.txt").write_text("\n".join(timeline))
@@ -77,13 +82,15 @@ def browser(demo):
 
     port = free_port()
     # What `make dev` (`driftline dev`) runs: the webserver and the daemon (`dagster dev`) and the serving stack.
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "driftline.cli", "dev", "--port", str(port)],
-        cwd=ROOT,
-        env=demo["env"],
-        stdout=open(demo["data"] / "dev.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
+    # The child writes to its own copy of the log's descriptor: ours is closed once it started.
+    with open(demo["data"] / "dev.log", "w") as dev_log:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "driftline.cli", "dev", "--port", str(port)],
+            cwd=ROOT,
+            env=demo["env"],
+            stdout=dev_log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import kubernetes
@@ -29,7 +31,8 @@ K8S_VERSION = "1.33.0"
 CHART_VERSION = "1.13.27"
 
 
-def _ok(result):
+def _ok(result) -> Mapping[str, Any]:
+    """The processed value of a successful validation (every config here is a dict)."""
     assert result.success, [e.message for e in result.errors]
     return result.value
 
@@ -77,7 +80,7 @@ def test_executor_config_passes_k8s_job_executor_schema():
     k8s_job_executor.configured(kc.K8S_EXECUTOR_CONFIG)
 
 
-def _job_for(tags: dict) -> dict:
+def _job_for(tags: Mapping[str, str]) -> dict:
     """The step Job dagster-k8s would submit for an op carrying `tags`, as a manifest dict."""
     user_config = get_user_defined_k8s_config(tags)
     job = construct_dagster_k8s_job(
@@ -95,6 +98,7 @@ def _job_for(tags: dict) -> dict:
         user_defined_k8s_config=user_config,
     )
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    assert isinstance(manifest, dict)  # a V1Job serializes to a dict
     return {"apiVersion": "batch/v1", "kind": "Job", **manifest}
 
 

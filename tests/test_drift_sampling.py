@@ -3,6 +3,7 @@ costs what a 20,000-row day does: the sampled decisions must equal the full-data
 feature and for the window, in every generator scenario, before, during and after the ramp."""
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from monitoring.drift import DriftConfig, drift_decision
 from resources import SyntheticEventSource
 from testkit.simulate import reference_from_days
 
-WORLD = dict(seed=2, n_users=20_000, n_merchants=2_000, events_per_day=40_000, fraud_rate=0.004)
+WORLD: dict[str, Any] = dict(seed=2, n_users=20_000, n_merchants=2_000, events_per_day=40_000, fraud_rate=0.004)
 START, DRIFT_START = dt.date(2026, 10, 1), dt.date(2026, 10, 15)
 FEATURES = (["category", "country", "channel"], ["amount", "hour_of_day"])
 DAYS = [

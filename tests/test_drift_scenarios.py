@@ -17,6 +17,7 @@ day is scored by its serving artifact on the features Feast serves at each reque
 import datetime as dt
 import json
 import shutil
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -35,7 +36,7 @@ from testkit.simulate import (
     train_champion,
 )
 
-WORLD = dict(seed=11, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
+WORLD: dict[str, Any] = dict(seed=11, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
 START = dt.date(2026, 10, 1)
 DRIFT_START = START + dt.timedelta(days=16)
 # The champion: trained at START on 28 days whose chargebacks had 14+ days to arrive; CPU, seeded.
@@ -48,6 +49,9 @@ HISTORY_DAYS = days_between(START, START + dt.timedelta(days=14))  # served befo
 # midway.
 POLICY = RetrainPolicy(pr_auc_floor=0.45, min_positives=20)
 MONITORED_DAYS = {"none": 44, "covariate": 12, "concept": 28}
+
+
+pytestmark = pytest.mark.slow  # weeks of simulated traffic, three scenarios: about two minutes
 
 
 @pytest.fixture(scope="module")

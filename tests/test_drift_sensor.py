@@ -38,6 +38,7 @@ def _perf(instance, day, pr_auc, first_day, version="1", positives=50):
 
 def _tick(instance, cursor, policy=POLICY):
     result = build_drift_sensor(policy)(dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert isinstance(result, dg.SensorResult) and result.cursor is not None
     return [r.run_key for r in result.run_requests or []], result.cursor
 
 
@@ -127,4 +128,5 @@ def noop():
 
 def test_tick_skips_cleanly_without_reports(instance):
     result = build_drift_sensor(POLICY)(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SensorResult) and result.cursor is not None
     assert not result.run_requests and json.loads(result.cursor) == {}

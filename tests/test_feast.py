@@ -2,9 +2,10 @@
 
 One small synthetic world (module fixture) goes through the real assets in-process:
 `raw_transactions`, `raw_labels` and `transaction_features` for five days, `user_state` /
-`merchant_state` for four, `feast_registry`, then `online_features` day by day, against a real Feast repo (file registry, sqlite online store, file offline store)
-in a temporary folder. Hand-placed rows 30 days back make one user and one merchant leave
-the 30-day window on the last day, so their tombstones are exercised.
+`merchant_state` for four, `feast_registry`, then `online_features` day by day, against a real
+Feast repo (file registry, sqlite online store, file offline store) in a temporary folder.
+Hand-placed rows 30 days back make one user and one merchant leave the 30-day window on the
+last day, so their tombstones are exercised.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -63,7 +65,7 @@ def _materialize(assets, resources, partition_key=None):
     return result
 
 
-def _meta(result, asset_name):
+def _meta(result, asset_name) -> dict[str, Any]:
     return {k: v.value for k, v in result.asset_materializations_for_node(asset_name)[0].metadata.items()}
 
 
@@ -166,7 +168,7 @@ def test_snapshot_windows_and_tombstones(tmp_path):
     labels = pd.DataFrame(
         {
             "event_id": ["e0", "e1", "e4"],
-            "event_ts": df["event_ts"].iloc[[0, 1, 4]].to_numpy(),
+            "event_ts": df["event_ts"].iloc[np.array([0, 1, 4])].to_numpy(),
             "user_id": [1, 1, 2],
             "merchant_id": [7, 8, 7],
             "label_ts": [t - us, t, t - dt.timedelta(hours=1)],  # e1's chargeback arrives at T: not yet known

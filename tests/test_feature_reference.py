@@ -48,10 +48,11 @@ def reference_features(
 ) -> pd.DataFrame:
     """Brute force, straight from docs/features.md: for every row, scan all events."""
     events = transactions.to_dict("records")
-    for e, ts in zip(events, _us(transactions["event_ts"])):
+    for e, ts in zip(events, _us(transactions["event_ts"]), strict=True):
         e["ts"] = ts
     chargebacks = [
-        (m, ev, lab) for m, ev, lab in zip(labels["merchant_id"], _us(labels["event_ts"]), _us(labels["label_ts"]))
+        (m, ev, lab)
+        for m, ev, lab in zip(labels["merchant_id"], _us(labels["event_ts"]), _us(labels["label_ts"]), strict=True)
     ]
     by_user, by_merchant = defaultdict(list), defaultdict(list)
     for e in events:
@@ -195,7 +196,7 @@ def run_engine(engine: str, root, tx, labels, start=START, end=END) -> pd.DataFr
 
 
 @pytest.fixture(scope="module")
-def reference(world) -> pd.DataFrame:
+def reference(world: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     return reference_features(*world, START, END)
 
 
@@ -216,7 +217,7 @@ def test_reference_sees_the_edge_cases(reference):
 def test_duckdb_schema_matches_spec(duckdb_result):
     assert duckdb_result.column_names == COLUMNS, "column order differs from docs/features.md: " + ", ".join(
         f"#{i} {got} (spec {want})"
-        for i, (got, want) in enumerate(zip(duckdb_result.column_names, COLUMNS))
+        for i, (got, want) in enumerate(zip(duckdb_result.column_names, COLUMNS, strict=False))
         if got != want
     )
     for field in duckdb_result.schema:
@@ -297,7 +298,10 @@ def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp
     by directly ("wide": re-numbered densely; "huge": beyond 2**40), give the reference's values."""
     tx, labels = world
     scale = {"raw": (1, 0), "wide": (70_001, 0), "huge": (1_000_003, 2**40)}[ids]
-    remap = lambda s: s * scale[0] + scale[1]
+
+    def remap(s: pd.Series) -> pd.Series:
+        return s * scale[0] + scale[1]
+
     shuffled = tx.sample(frac=1.0, random_state=3).reset_index(drop=True)
     shuffled = shuffled.assign(user_id=remap(shuffled["user_id"]), merchant_id=remap(shuffled["merchant_id"]))
     got = run_duckdb(tmp_path, shuffled, labels.assign(merchant_id=remap(labels["merchant_id"]))).to_pandas()
@@ -308,7 +312,9 @@ def test_duckdb_independent_of_row_order_and_id_width(world, reference, ids, tmp
     assert not problems, "\n".join(problems)
 
 
-def test_duckdb_windows_apart_from_the_lookback(world, reference, tmp_path, monkeypatch):
+def test_duckdb_windows_apart_from_the_lookback(
+    world: tuple[pd.DataFrame, pd.DataFrame], reference, tmp_path, monkeypatch
+):
     """The kernel walks the new-merchant window, the mean's and the lookback with one pointer
     while they are equal (the spec today) and apart otherwise: shorter ones take that way.
     (Only the lengths change here; the column names keep their import-time suffixes.)"""

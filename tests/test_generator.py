@@ -1,6 +1,7 @@
 """The synthetic world: deterministic per partition, realistic, and drifting as configured."""
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 from resources.synthetic import SyntheticWorld, WorldConfig
 from resources.synthetic.catalog import HOME_COUNTRIES, NEW_COUNTRIES
 
-BASE = dict(seed=3, n_users=2_000, n_merchants=300, events_per_day=5_000)
+BASE: dict[str, Any] = dict(seed=3, n_users=2_000, n_merchants=300, events_per_day=5_000)
 DRIFT_START = dt.date(2026, 10, 15)
 BEFORE = [dt.date(2026, 10, 8) + dt.timedelta(days=k) for k in range(5)]
 AFTER = [dt.date(2026, 10, 18) + dt.timedelta(days=k) for k in range(5)]

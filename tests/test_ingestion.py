@@ -86,7 +86,9 @@ def test_quarantine_conserves_rows_and_names_each_reason(tmp_path, resources, ma
     result = _materialize([ingestion.raw_transactions], res)
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["input_rows"].value == 40
-    assert meta["valid_rows"].value + meta["quarantined_rows"].value == 40
+    valid_rows, quarantined_rows = meta["valid_rows"].value, meta["quarantined_rows"].value
+    assert isinstance(valid_rows, int) and isinstance(quarantined_rows, int)  # IntMetadataValue
+    assert valid_rows + quarantined_rows == 40
     assert meta["quarantined_rows"].value == len(expected)
     q = res["lake"].read_partition("quarantine_raw_transactions", DAY).to_pandas().set_index("row_number")
     for row, reason in expected.items():
@@ -113,7 +115,7 @@ def test_blocking_check_stops_a_bad_partition_flowing_downstream(tmp_path, resou
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 1 and not checks[0].passed
     assert "quarantined" in (checks[0].description or "")
-    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    materialized = {e.materialization.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert materialized == {"raw_transactions"}  # features did not run on the bad partition
     assert not res["lake"].has_partition("transaction_features", DAY)
 
@@ -132,6 +134,6 @@ def test_corrupt_landing_file_is_named_and_old_partition_kept(tmp_path, resource
     folder.mkdir(parents=True)
     (folder / "broken.parquet").write_bytes(b"not parquet at all")
     res = dict(resources, event_source=landing)
-    with pytest.raises(Exception, match="cannot read landing file .*broken.parquet"):
+    with pytest.raises(Exception, match=r"cannot read landing file .*broken.parquet"):
         _materialize([ingestion.raw_transactions], res)
     assert resources["lake"].read_partition("raw_transactions", DAY).equals(before)

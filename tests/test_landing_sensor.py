@@ -41,15 +41,16 @@ def test_new_and_changed_days_are_requested_once(tmp_path, resources, make_resou
     (tmp_path / "landing" / "transactions" / "date=2026-10-02" / ".part-1.parquet.tmp").write_text("in flight")
 
     requests, cursor, _ = _evaluate(make_resources, landing)
-    assert sorted(r.partition_key for r in requests) == ["2026-10-01", "2026-10-02"]
+    assert sorted(r.partition_key or "" for r in requests) == ["2026-10-01", "2026-10-02"]
     assert all(r.asset_selection == [dg.AssetKey("raw_transactions")] for r in requests)
 
     again, cursor2, skip = _evaluate(make_resources, landing, cursor)
+    assert skip is not None and cursor is not None and cursor2 is not None
     assert again == [] and "no new" in skip and json.loads(cursor2) == json.loads(cursor)
 
     path = _land(landing, synthetic, "2026-10-02", name="part-1.parquet", half=1)  # a late file for an old day
     os.utime(path, ns=(1, 1))
-    changed, cursor3, _ = _evaluate(make_resources, landing, cursor2)
+    changed, _, _ = _evaluate(make_resources, landing, cursor2)
     assert [r.partition_key for r in changed] == ["2026-10-02"]
     assert changed[0].run_key != next(r.run_key for r in requests if r.partition_key == "2026-10-02")
 
@@ -72,4 +73,4 @@ def test_days_outside_the_partitions_are_skipped(tmp_path, resources, make_resou
 
 def test_sensor_skips_when_the_source_is_synthetic(resources, make_resources):
     requests, _, skip = _evaluate(make_resources, resources["event_source"])
-    assert requests == [] and "not a landing folder" in skip
+    assert requests == [] and skip is not None and "not a landing folder" in skip

@@ -97,7 +97,7 @@ def test_model_performance_matches_a_hand_computation(env):
     assert meta["champion_version"] == env["version"] == "1"
     assert meta["champion_pr_auc"] == meta["v1/pr_auc"] and meta["champion_positives"] == 3
     rows = lake.read_partition("model_performance", evaluation.isoformat()).to_pandas()
-    assert set(zip(rows["prediction_date"], rows["model_version"])) == {(day, "1"), (day, "2")}
+    assert set(zip(rows["prediction_date"], rows["model_version"], strict=True)) == {(day, "1"), (day, "2")}
 
 
 def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
@@ -159,6 +159,7 @@ def test_retrain_job_and_sensor_resolve_against_the_whole_graph():
     from sensors.drift import RETRAIN_ASSETS, build_drift_sensor, retrain_job
 
     mine = {"prediction_log", "drift_report", "model_performance"}
+    assert definitions.defs.assets is not None
     assets = [a for a in definitions.defs.assets if not {k.to_user_string() for k in _keys(a)} & mine] + ASSETS
     defs = dg.Definitions(
         assets=assets, jobs=[retrain_job], sensors=[build_drift_sensor()], resources=definitions.RESOURCES

@@ -22,6 +22,9 @@ from resources.profiles import dagster_instance_yaml, k8s_resources, lake_root
 from testkit.worlds import SMALL_WORLD
 
 pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.spark,
     pytest.mark.timeout(300),
     pytest.mark.filterwarnings(
         "ignore::DeprecationWarning",

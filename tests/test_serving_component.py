@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,8 @@ def test_bad_input_is_a_400_naming_the_problem(component, data, needle):
     with pytest.raises(Exception) as err:
         component.predict_raw(body)
     assert getattr(err.value, "status_code", None) == 400, repr(err.value)
-    assert needle in err.value.message, err.value.message
+    message = getattr(err.value, "message", "")  # seldon-core's exception, or the in-process stand-in: both have it
+    assert needle in message, message
 
 
 def test_metrics_are_handed_over_at_most_once_per_interval(component):
@@ -153,7 +155,7 @@ def test_online_store_encoding_matches_feast():
     for key, value in (("user_id", 0), ("user_id", 4999), ("merchant_id", -3), ("merchant_id", 2**40)):
         proto = EntityKey(join_keys=[key], entity_values=[Value(int64_val=value)])
         assert entity_key(key, value) == serialize_entity_key(proto, entity_key_serialization_version=3)
-    for kw, expected in (
+    cases: tuple[tuple[dict[str, Any], Any], ...] = (
         (dict(int64_val=5), 5),
         (dict(int64_val=-1), -1),
         (dict(double_val=1.25), 1.25),
@@ -164,7 +166,8 @@ def test_online_store_encoding_matches_feast():
         (dict(float_val=2.5), 2.5),
         (dict(null_val=Null.NULL), None),
         ({}, None),
-    ):
+    )
+    for kw, expected in cases:
         assert decode_value(Value(**kw).SerializeToString()) == expected
 
 

@@ -194,7 +194,7 @@ def hostile_payloads() -> list:
         for bad in ('"12"', "NaN", "Infinity", "-Infinity", "true", "[1]", '{"a": 1}'):
             row = [json.dumps(v) for v in rows[0]]
             row[col] = bad
-            cases.append(('{"data": {"names": %s, "ndarray": [[%s]]}}' % (json.dumps(names), ",".join(row))).encode())
+            cases.append(f'{{"data": {{"names": {json.dumps(names)}, "ndarray": [[{",".join(row)}]]}}}}'.encode())
     for col in range(3):  # categoricals must be strings
         for bad in (1, 2.5, [1], {"a": 1}):
             row = list(rows[0])
@@ -262,6 +262,7 @@ def test_prediction_log_conservation_across_restart(stack):
         answered["rows"] += rows if status == 200 else 0
     target.stop_runtime()  # clean shutdown of everything
     log = _logged(lake)
+    assert log is not None
     mine = log[log.request_id.str.startswith("log-")]
     assert mine.request_id.nunique() == answered[200] == 700
     assert len(mine) == answered["rows"]
@@ -487,7 +488,7 @@ def test_log_back_pressure_on_bytes(tmp_path):
     gate = threading.Event()
     plog = PredictionLog(tmp_path, flush_interval_s=0.05, put_timeout_s=0.2, max_queue_bytes=int(2.5 * size))
     write = plog._write
-    plog._write = lambda day, batch: (gate.wait(), write(day, batch))[-1]
+    plog._write = lambda day, items: (gate.wait(), write(day, items))[-1]
     outcome = []
     for item in items:
         try:
@@ -585,7 +586,7 @@ def test_monitoring_reads_the_log_the_ingress_writes(tmp_path):
         Lake(root=str(tmp_path / "lake")), [day], ["category", "country"], ["amount", "user_txn_count_24h"]
     )
     sent = [
-        dict(zip(json.loads(item[5])["data"]["names"], row))
+        dict(zip(json.loads(item[5])["data"]["names"], row, strict=True))
         for item in items
         for row in json.loads(item[5])["data"]["ndarray"]
     ]

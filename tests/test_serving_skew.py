@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ from testkit.tokens import token
 ROOT = Path(__file__).resolve().parents[1]
 SERVING_PY = ROOT / ".venv-serving" / "bin" / "python"
 SECRET = "skew-test-secret-long-enough-for-hs256!"
-WORLD = dict(seed=21, n_users=250, n_merchants=60, events_per_day=500, fraud_rate=0.02)
+WORLD: dict[str, Any] = dict(seed=21, n_users=250, n_merchants=60, events_per_day=500, fraud_rate=0.02)
 DAYS = [(dt.date(2026, 10, 1) + dt.timedelta(days=k)).isoformat() for k in range(5)]
 N_TXNS = 8
 pytestmark = pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`")
@@ -54,6 +55,7 @@ def plane(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("skew")
     source = SyntheticEventSource(**WORLD)
     resources = make_resources(root, event_source=source)
+    assert definitions.defs.assets is not None
     assert run_data_plane(list(definitions.defs.assets), resources, DAYS).success
     feast = resources["feast"]
     as_of = snapshot_instant(DAYS[-1])
@@ -96,7 +98,7 @@ def _forget_repo_modules(root: Path):
     for name, module in list(sys.modules.items()):
         if str(getattr(module, "__file__", "") or "").startswith(str(root)):
             del sys.modules[name]
-    inspect._filesbymodname.clear()
+    inspect._filesbymodname.clear()  # pyright: ignore[reportAttributeAccessIssue]  # CPython's private cache, not in typeshed
     inspect.modulesbyfile.clear()
 
 

@@ -88,6 +88,7 @@ def _environment_reads(tree: ast.AST):
             key = node.slice
         if key is ...:
             continue
+        assert isinstance(node, ast.expr)  # a Call or a Subscript: the branches above set `key`
         yield node.lineno, key.value if isinstance(key, ast.Constant) else None
 
 
@@ -96,7 +97,7 @@ def test_no_library_module_reads_driftline_variables_itself():
         "import os\nos.environ.get('DRIFTLINE_X')\nos.getenv(name)\nos.environ['DRIFTLINE_Y']\n"
         "os.environ['DRIFTLINE_Z'] = '1'\nenv = {**os.environ}"
     )
-    assert sorted(key or "" for _, key in _environment_reads(probe)) == ["", "DRIFTLINE_X", "DRIFTLINE_Y"]
+    assert sorted(str(key or "") for _, key in _environment_reads(probe)) == ["", "DRIFTLINE_X", "DRIFTLINE_Y"]
     offenders = []
     for entry in LIBRARY:
         base = ROOT / entry

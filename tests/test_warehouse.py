@@ -103,6 +103,7 @@ def test_a_locked_warehouse_does_not_fail_the_run(tmp_path, resources):
         [sys.executable, "-c", HOLDER, resources["warehouse"].path, str(stop)], stdout=subprocess.PIPE, text=True
     )
     try:
+        assert holder.stdout is not None  # stdout=PIPE
         assert holder.stdout.readline().strip() == "open"
         # a new table needs a new view, but the file is locked: the run still succeeds
         assert dg.materialize([features.transaction_features], partition_key=DAYS[0], resources=resources).success

@@ -102,7 +102,7 @@ def compute_transaction_features(
     amount = _np(ev, "amount").astype(np.float64)
     # Codes only compared for equality; a writable copy, as the kernels were compiled for.
     country = (
-        pc.dictionary_encode(ev.column("country"))
+        pc.dictionary_encode(ev.column("country"))  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow.compute defines its kernels at import time
         .combine_chunks()
         .indices.to_numpy(zero_copy_only=False)
         .astype(np.int32)

@@ -13,16 +13,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_JIT = {"nogil": True, "boundscheck": False}
-
 
 def _kernel(fn):
     """Compiled with an on-disk cache; where no cache folder is writable (read-only code, no
     NUMBA_CACHE_DIR), compiled per process instead of failing."""
     try:
-        return njit(cache=True, **_JIT)(fn)
+        return njit(cache=True, nogil=True, boundscheck=False)(fn)
     except RuntimeError:
-        return njit(**_JIT)(fn)
+        return njit(nogil=True, boundscheck=False)(fn)
 
 
 @_kernel

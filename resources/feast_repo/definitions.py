@@ -88,7 +88,6 @@ def _under(root: str, table: str) -> str:
 def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> list:
     """Every Feast object of the repo, with sources under `lake_root` (a path, made absolute,
     or an object-store URL; `s3_endpoint_override` for an S3-compatible store)."""
-    endpoint = {"s3_endpoint_override": s3_endpoint_override} if s3_endpoint_override else {}
 
     user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="card holder")
     merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.INT64, description="acceptor")
@@ -98,7 +97,7 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         path=_under(lake_root, USER_STATE_TABLE),
         file_format=ParquetFormat(),
         timestamp_field=SNAPSHOT_TS,
-        **endpoint,
+        s3_endpoint_override=s3_endpoint_override or None,  # None: FileSource's default
         description="daily user_state snapshots, stamped at the end of their day",
     )
     merchant_source = FileSource(
@@ -106,7 +105,7 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         path=_under(lake_root, MERCHANT_STATE_TABLE),
         file_format=ParquetFormat(),
         timestamp_field=SNAPSHOT_TS,
-        **endpoint,
+        s3_endpoint_override=s3_endpoint_override or None,  # None: FileSource's default
         description="daily merchant_state snapshots, stamped at the end of their day",
     )
 

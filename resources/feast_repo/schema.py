@@ -7,6 +7,8 @@ location must load fast).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, overload
+
 from driftline.spec import (
     ENTITY_KEYS,
     FEATURE_SERVICE,
@@ -38,8 +40,15 @@ __all__ = [
     "epoch_seconds",
 ]
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def epoch_seconds(ts) -> object:
+
+@overload
+def epoch_seconds(ts: pd.Series) -> pd.Series: ...
+@overload
+def epoch_seconds(ts: object) -> float: ...
+def epoch_seconds(ts):
     """Seconds since the Unix epoch (float) of a timestamp / pandas Series; naive means UTC.
 
     This is the one definition of `event_epoch_s`: callers of the online path must send the

@@ -5,7 +5,12 @@ The generator (numpy, pandas) is imported on first use of its names, so importin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .config import DEFAULT_WORLD, DRIFT_SCENARIOS, WorldConfig
+
+if TYPE_CHECKING:  # served by __getattr__ below at run time
+    from .generator import LABEL_COLUMNS, TRANSACTION_COLUMNS, SyntheticWorld
 
 __all__ = ["DEFAULT_WORLD", "DRIFT_SCENARIOS", "LABEL_COLUMNS", "TRANSACTION_COLUMNS", "SyntheticWorld", "WorldConfig"]
 _GENERATOR_NAMES = {"LABEL_COLUMNS", "TRANSACTION_COLUMNS", "SyntheticWorld"}

@@ -102,10 +102,15 @@ class SyntheticWorld:
     def __init__(self, config: WorldConfig):
         self.config = config
         self.population = build_population(config.seed, config.n_users, config.n_merchants)
+        # Per world, so a dropped world frees its days (a cache on the method would keep every world).
+        self._fraud = lru_cache(maxsize=128)(self._fraud_of_day)
 
     def drift_intensity(self, day: dt.date) -> float:
         c = self.config
-        if c.drift_scenario == "none" or day < c.drift_start:
+        if c.drift_scenario == "none":
+            return 0.0
+        assert c.drift_start is not None  # WorldConfig requires it for a drift scenario
+        if day < c.drift_start:
             return 0.0
         return min(1.0, ((day - c.drift_start).days + 1) / max(c.drift_ramp_days, 1))
 
@@ -165,8 +170,7 @@ class SyntheticWorld:
             }
         )
 
-    @lru_cache(maxsize=128)
-    def _fraud(self, day: dt.date) -> pd.DataFrame:
+    def _fraud_of_day(self, day: dt.date) -> pd.DataFrame:
         """Fraudulent transactions of one day, with their chargeback times."""
         c, pop = self.config, self.population
         rng = self._rng(day, _STREAM_FRAUD)
