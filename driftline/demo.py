@@ -19,27 +19,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The demo's world is WorldConfig's default (resources/synthetic/config.py) with more fraud, so
+# five weeks train a usable champion. The profiles differ in traffic and waits only: `ci` is the
+# one tests/test_demo_ui.py runs.
+DEMO_FRAUD_RATE = 0.006
 PROFILES = {
-    "full": dict(
-        events_per_day=4000,
-        n_users=5000,
-        n_merchants=800,
-        fraud_rate=0.006,
-        days=35,
-        normal_rows=1000,
-        drift_rows=2000,
-        wait_s=420,
-    ),
-    "ci": dict(
-        events_per_day=4000,
-        n_users=5000,
-        n_merchants=800,
-        fraud_rate=0.006,
-        days=35,
-        normal_rows=700,
-        drift_rows=1400,
-        wait_s=360,
-    ),
+    "full": dict(days=35, normal_rows=1000, drift_rows=2000, wait_s=420),
+    "ci": dict(days=35, normal_rows=700, drift_rows=1400, wait_s=360),
 }
 CLEAN = [
     "lake",
@@ -73,6 +59,7 @@ class Timeline:
 def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> dict:
     """Environment for this process and the daemon: one config for both sides."""
     from driftline.jwt_secret import file_secret
+    from resources.synthetic.config import DEFAULT_WORLD
 
     env = {
         "DRIFTLINE_DATA_DIR": str(data_dir),
@@ -86,10 +73,11 @@ def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> d
         # The demo lands the days itself (weeks in minutes, today's snapshot kept offline until the
         # day is over); automation_sensor would load it early. `make dev` runs with it on.
         "DRIFTLINE_AUTOMATION": "off",
-        "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(profile["events_per_day"]),
-        "DRIFTLINE_SYNTH_FRAUD_RATE": str(profile["fraud_rate"]),
-        "DRIFTLINE_SYNTH_USERS": str(profile["n_users"]),
-        "DRIFTLINE_SYNTH_MERCHANTS": str(profile["n_merchants"]),
+        # the world's size pinned to WorldConfig's defaults, whatever the caller's environment says
+        "DRIFTLINE_SYNTH_EVENTS_PER_DAY": str(DEFAULT_WORLD.events_per_day),
+        "DRIFTLINE_SYNTH_FRAUD_RATE": str(DEMO_FRAUD_RATE),
+        "DRIFTLINE_SYNTH_USERS": str(DEFAULT_WORLD.n_users),
+        "DRIFTLINE_SYNTH_MERCHANTS": str(DEFAULT_WORLD.n_merchants),
         "DRIFTLINE_START_DATE": (today - dt.timedelta(days=profile["days"])).isoformat(),
     }
     os.environ.update(env)
