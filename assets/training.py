@@ -88,8 +88,8 @@ class TrainingConfig(dg.Config):
     seed: int = 7
     max_epochs: int = 30
     patience: int = 5
-    batch_size: int = 512
-    learning_rate: float = 5e-3
+    batch_size: int | None = None  # None: the rule per accelerator and data size (docs/training.md)
+    learning_rate: float = 5e-3  # at batch 512; the rule scales it with the batch (with warm-up)
     accelerator: str = "auto"
 
 
@@ -124,6 +124,7 @@ def read_splits(lake: Lake):
     kinds={"pytorch", "mlflow"},
     tags={"driftline/accelerator": "gpu-if-available"},
     op_tags={**ASSET_OP_TAGS["fraud_model"], "driftline/gpu": "1"},
+    pool="gpu",
 )
 def fraud_model(
     context: dg.AssetExecutionContext, config: TrainingConfig, lake: Lake, mlflow_registry: MlflowRegistry
@@ -174,8 +175,12 @@ def fraud_model(
             metric_sink=lambda m, step: mlflow.log_metrics(m, step=step),
         )
         mlflow.log_artifact(str(checkpoint), "checkpoint")  # the Lightning model itself, for reuse
-        test_metrics = evaluate(result.module, splits["test"], cfg.fpr)
-        val_metrics = evaluate(result.module, splits["val"], cfg.fpr)
+        ran_on = result.metadata()  # accelerator, device, precision, batch, samples/s, epochs, peak memory
+        mlflow.log_params({f"effective_{k}": v for k, v in ran_on.items() if isinstance(v, str) or k in _EFFECTIVE})
+        mlflow.log_metrics({k: float(v) for k, v in ran_on.items() if k in _SPEED})
+        device = "cuda" if result.accelerator == "CUDAAccelerator" else "cpu"  # score where it trained
+        test_metrics = evaluate(result.module, splits["test"], cfg.fpr, device=device)
+        val_metrics = evaluate(result.module, splits["val"], cfg.fpr, device=device)
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"val_{k}": v for k, v in val_metrics.items() if k != "pr_auc"})
         mlflow.log_dict({"features": schema.feature_names}, "feature_list.json")
@@ -206,12 +211,15 @@ def fraud_model(
             "test_roc_auc": test_metrics["roc_auc"],
             "test_recall_at_1pct_fpr": test_metrics["recall_at_fpr_0.01"],
             "test_prevalence": test_metrics["prevalence"],
-            "epochs": result.epochs,
-            "accelerator": result.accelerator,
-            "precision": result.precision,
-            "train_samples_per_s": round(result.samples_per_s, 1),
+            **ran_on,
         }
     )
+
+
+# What `TrainResult.metadata()` goes to MLflow as: the run's settings as params (strings included),
+# its speed and footprint as metrics.
+_EFFECTIVE = {"world_size", "batch_size", "learning_rate", "warmup_steps"}
+_SPEED = {"epochs", "train_samples_per_s", "epoch_samples_per_s", "peak_device_memory_mb", "fit_seconds"}
 
 
 def _partitions(frames) -> list[str]:

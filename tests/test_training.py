@@ -56,6 +56,9 @@ def test_first_model_trains_registers_and_becomes_champion(pipeline):
     assert model["model_version"] == "1"
     assert model["mlflow_run"].startswith("http") and model["mlflow_run_id"] in model["mlflow_run"]
     assert model["accelerator"] == "CPUAccelerator" and model["precision"] == "32-true"
+    assert model["device_name"].startswith("cpu") and model["data_on_device"] == "true"
+    assert model["batch_size"] == 512 and model["warmup_steps"] == 0  # the rule keeps small sets at 512
+    assert model["epochs"] >= 1 and model["epoch_samples_per_s"] > 0 and model["peak_device_memory_mb"] > 0
     assert model["test_pr_auc"] > 5 * model["test_prevalence"]  # far better than chance
     evaluation = _meta(first, "model_evaluation")
     assert evaluation["decision"] == "pass" and "first model" in evaluation["reason"]
@@ -74,6 +77,10 @@ def test_run_is_tracked_in_mlflow_with_lineage(pipeline):
     assert json.loads(run.data.tags["training_window"])["train"]
     assert len(json.loads(run.data.tags["training_partitions"])) == SET["window_days"]
     assert "amount" in run.data.params["features"]
+    assert run.data.params["effective_accelerator"] == "CPUAccelerator"
+    assert run.data.params["effective_device_name"].startswith("cpu")
+    assert run.data.params["effective_precision"] == "32-true" and run.data.params["effective_batch_size"] == "512"
+    assert {"epochs", "epoch_samples_per_s", "train_samples_per_s", "peak_device_memory_mb"} <= set(run.data.metrics)
     history = client.get_metric_history(run.info.run_id, "val_pr_auc")
     assert len(history) >= 2  # per-epoch metrics
 
