@@ -4,6 +4,7 @@
     driftline endpoint [--scope predict] [--ttl-s 3600] [--manifest PATH]
     driftline demo [--profile full|ci] [--scenario covariate|concept]     (make demo)
     driftline dev [--host 127.0.0.1] [--port 3000]                        (make dev)
+    driftline stream setup|publish|sink|dead-letters                      (make stream)
 
 Tokens are HS256 JWTs signed with the ingress's secret: DRIFTLINE_INGRESS_JWT_SECRET, else the
 data dir's `jwt.secret` (DRIFTLINE_DATA_DIR, default data/ in the checkout), which `driftline
@@ -199,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_arguments(dev_cmd)
     dev_cmd.set_defaults(func=dev.run)
+
+    from streaming import cli as stream_cli
+
+    stream_cmd = commands.add_parser(
+        "stream",
+        help="the broker path: set up streams, publish synthetic days, run the lake sink (make stream)",
+        description=stream_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream_cli.add_arguments(stream_cmd)
+    stream_cmd.set_defaults(func=stream_cli.run)
     return parser
 
 
