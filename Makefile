@@ -5,11 +5,11 @@ VENV := .venv
 SERVING_VENV := .venv-serving
 export DAGSTER_HOME := $(CURDIR)/data/dagster_home
 
-.PHONY: setup lint test-fast demo test dev bench-features bench-train bench-serving bench-drift bench-import clean lock
+.PHONY: setup lint test-fast demo test dev images bench-features bench-train bench-serving bench-drift bench-import bench-images bench-stream stream clean lock
 
 setup: $(VENV)/.installed $(SERVING_VENV)/.installed
 
-FAST_TESTS := not (postgres or redis or rabbitmq or browser or daemon or cluster or spark or slow)
+FAST_TESTS := not (postgres or redis or rabbitmq or browser or daemon or cluster or container or prometheus or spark or slow)
 
 # Both environments install the project editable, exactly the tested set: direct dependencies in
 # pyproject.toml (seldon/requirements.txt for serving), every other version fixed by the lock.
@@ -52,11 +52,17 @@ test-fast: setup
 dev: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/driftline dev
 
+# The user-code and serving images (deployment/images/build.sh; needs a running docker or podman):
+# the base image is made from Debian packages when missing, torch is the CPU build.
+images:
+	bash deployment/images/build.sh
+
 bench-features: setup
 	$(VENV)/bin/python -m bench.bench_features
 
 bench-train: setup
 	$(VENV)/bin/python -m bench.bench_train
+	$(VENV)/bin/python -m bench.bench_train --rows $${ROWS:-1000000}
 
 bench-serving: setup
 	$(VENV)/bin/python -m bench.bench_serving
@@ -64,15 +70,32 @@ bench-serving: setup
 bench-drift: setup
 	$(VENV)/bin/python -m bench.bench_drift
 
+# Events/s through RabbitMQ: publish + consume with no feature work (the floor), the lake sink alone.
+bench-stream: setup
+	$(VENV)/bin/python -m bench.bench_stream
+
+# A synthetic day through the broker at STREAM_RATE events/s (docs/streaming.md); the lake sink
+# (`driftline stream sink`) lands it for landing_sensor. DRIFTLINE_BROKER_URL: the broker.
+STREAM_DAY ?=
+STREAM_RATE ?= 2000
+stream: setup
+	$(VENV)/bin/driftline stream publish $(if $(STREAM_DAY),--day $(STREAM_DAY)) --rate $(STREAM_RATE)
+
 # `import definitions` (what every Dagster process pays): median of five fresh processes.
 bench-import: setup
 	$(VENV)/bin/python -m bench.bench_import
 
+# The user-code image's cost: one data-plane partition in the image beside the same in .venv.
+bench-images: setup
+	$(VENV)/bin/python -m bench.bench_container
+
 # Re-pin the lock files after changing a direct dependency (pyproject.toml, seldon/requirements.txt)
 # and running `make setup`.
+# The torch pin drops its local label (+cpu): the images and users get the CPU build from
+# PyTorch's CPU index or a local wheel, and `torch==2.13.0` matches either.
 lock:
-	$(VENV)/bin/pip freeze --exclude-editable > requirements/orchestration.lock
-	$(SERVING_VENV)/bin/pip freeze --exclude-editable > requirements/serving.lock
+	$(VENV)/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/' > requirements/orchestration.lock
+	$(SERVING_VENV)/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/' > requirements/serving.lock
 
 clean:
 	rm -rf data/lake data/warehouse.duckdb data/feast data/dagster_home data/bench

@@ -42,8 +42,11 @@ landing_sensor = build_landing_sensor(
 
 
 def _executor():
-    """Each step in its own pod under the production profile; in-process/multiprocess locally."""
-    if SETTINGS.env != "k8s":
+    """DRIFTLINE_EXECUTOR: each step in its own pod (the production profile's default), one
+    process per step (Dagster's default), or all steps in the run's process."""
+    if SETTINGS.executor == "in_process":
+        return dg.in_process_executor
+    if SETTINGS.executor != "k8s":
         return None
     from dagster_k8s import k8s_job_executor
 

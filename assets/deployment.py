@@ -7,6 +7,7 @@ rollout step is a materialization with its reason in the asset's history.
 # No `from __future__ import annotations`: Dagster reads the config and resource types of
 # the decorated functions from their annotations at definition time.
 import json
+import os
 
 import dagster as dg
 
@@ -46,6 +47,36 @@ def plan(registry: MlflowRegistry, config: DeploymentConfig, steps: list[int]) -
     return {"action": action, "stale": stale, "champion": champ, "canary": canary, "canary_weight": weight}
 
 
+def model_location(registry: MlflowRegistry, target: SeldonTarget, version: str) -> dict:
+    """Where the predictors of `target` read a version's model: `mf.Predictor` fields (model_uri, ...).
+
+    local: a folder on this machine (the target's copy, downloaded from the registry once).
+    kubernetes: the artifact's own URI in MLflow's artifact store (s3://…/serving), which the
+    predictor downloads when it starts; the step pod's disk is not reachable from there.
+    """
+    from seldon import manifest as mf
+
+    if target.kind != "kubernetes":
+        found = sorted(target.model_dir(version).rglob("feature_schema.json"))
+        artifact = found[0].parent if found else registry.serving_artifact(version, target.model_dir(version))
+        return {"model_uri": str(artifact.resolve())}
+    uri = registry.serving_uri(version)
+    if not uri.startswith("s3://"):
+        raise ValueError(
+            f"model {registry.model_name} v{version} is stored at {uri}, which a predictor in the cluster "
+            "cannot read: MLflow's artifact root (DRIFTLINE_MLFLOW_ARTIFACTS) must be an s3:// location"
+        )
+    lake = target.lake
+    # MLflow's own setting names the store its artifacts are in; else the lake's (the same store, usually)
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or (lake.s3_endpoint_url if lake else None) or ""
+    return {
+        "model_uri": uri,
+        "s3_endpoint_url": endpoint,
+        "s3_region": (lake.s3_region if lake else None) or "",
+        "credentials_secret": mf.MODEL_STORE_SECRET,
+    }
+
+
 @dg.asset(group_name="deployment", deps=["model_evaluation"], kinds={"seldon", "kubernetes"})
 def seldon_deployment(
     context: dg.AssetExecutionContext,
@@ -66,18 +97,16 @@ def seldon_deployment(
     ):
         if version is None:
             continue
-        found = sorted(target.model_dir(version).rglob("feature_schema.json"))
-        artifact = found[0].parent if found else mlflow_registry.serving_artifact(version, target.model_dir(version))
         interface = mlflow_registry.serving_interface(version, mf.DEFAULT_INTERFACE)
         predictors.append(
             mf.Predictor(
                 name,
                 mlflow_registry.model_name,
                 version,
-                str(artifact.resolve()),
-                weight,
+                traffic=weight,
                 interface=interface,
                 feast_url=target.feast_url,
+                **model_location(mlflow_registry, target, version),
             )
         )
     rollout = {
@@ -105,6 +134,7 @@ def seldon_deployment(
             "canary_weight": p["canary_weight"],
             "figures": dg.MetadataValue.json(json.loads(config.figures or "{}")),
             "traffic": dg.MetadataValue.json({x.name: x.traffic for x in predictors}),
+            "model_uris": dg.MetadataValue.json({x.name: mf.model_uri(x.model_uri) for x in predictors}),
             "target": dg.MetadataValue.json(applied),
             "manifest": dg.MetadataValue.json(manifest),
         }

@@ -9,7 +9,19 @@ every dict against the schemas dagster-k8s validates at run time and builds the 
 
 from __future__ import annotations
 
+from driftline import settings
+
 K8S_CONFIG_TAG = "dagster-k8s/config"
+
+# The Kubernetes service accounts (deployment/k8s/rbac.yaml): the webserver and daemon launch run
+# Jobs as LAUNCHER_SERVICE_ACCOUNT; the code location server, run pods and step pods run as
+# RUN_SERVICE_ACCOUNT (step Jobs, the SeldonDeployment).
+LAUNCHER_SERVICE_ACCOUNT = "dagster"
+RUN_SERVICE_ACCOUNT = "driftline"
+
+# The Dagster concurrency pool of the GPU training step (`@dg.asset(pool=GPU_POOL)` on fraud_model);
+# its limit is the instance's `concurrency.pools` (deployment/helm/values.yaml).
+GPU_POOL = "gpu"
 
 GPU_NODE_SELECTOR = {"driftline.io/pool": "gpu"}
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -61,22 +73,50 @@ ASSET_OP_TAGS = {
     "model_evaluation": LIGHT_STEP,
 }
 
-# `k8s_job_executor.configured(K8S_EXECUTOR_CONFIG)` for the k8s profile's jobs. The image,
-# env and instance settings are inherited from the run launcher / user-code deployment.
-K8S_EXECUTOR_CONFIG = {
-    "max_concurrent": 4,
-    "step_k8s_config": {"job_spec_config": {"ttl_seconds_after_finished": 3600, "backoff_limit": 0}},
-    "env_config_maps": ["driftline-env"],
-    "env_secrets": ["driftline-secrets"],
+# One small node (kind, minikube, the cluster tests' 2-core node; DRIFTLINE_K8S_NODE_PROFILE=small):
+# every step asks for little, has no limits, no GPU and no GPU node pool. Op tags are merged after
+# the executor's step_k8s_config, so only `per_step_k8s_config` (merged last) can lower them, and
+# SHALLOW replaces `resources`, `node_selector` and `tolerations` instead of deep-merging into them.
+# The run pods' side (requests, volumes without a provisioner) is the run launcher's config.
+SMALL_NODE_STEP = {
+    "container_config": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}},
+    "pod_spec_config": {"node_selector": {}, "tolerations": []},
+    "merge_behavior": "SHALLOW",
 }
+NODE_PROFILES = ("production", "small")
+
+
+def executor_config(node_profile: str = "production") -> dict:
+    """`k8s_job_executor.configured(...)` config for the k8s profile's jobs. The image, env and
+    instance settings are inherited from the run launcher / user-code deployment."""
+    if node_profile not in NODE_PROFILES:
+        raise ValueError(f"DRIFTLINE_K8S_NODE_PROFILE must be one of {NODE_PROFILES}, got {node_profile!r}")
+    config: dict = {
+        "max_concurrent": 4,
+        "service_account_name": RUN_SERVICE_ACCOUNT,  # stated, not inherited: step pods need rbac.yaml's Role
+        "step_k8s_config": {"job_spec_config": {"ttl_seconds_after_finished": 3600, "backoff_limit": 0}},
+        "env_config_maps": ["driftline-env"],
+        "env_secrets": ["driftline-secrets"],
+    }
+    if node_profile == "small":
+        config["per_step_k8s_config"] = dict.fromkeys(ASSET_OP_TAGS, SMALL_NODE_STEP)
+    return config
+
+
+# Read when the code location loads (definitions.py imports it through the assets), like the
+# op tags above; the run pod's env (ConfigMap driftline-env) decides for its step pods.
+K8S_EXECUTOR_CONFIG = executor_config(settings.get("DRIFTLINE_K8S_NODE_PROFILE") or "production")
 
 # The run launcher section that the Helm chart renders into dagster.yaml from
-# deployment/helm/values.yaml (runLauncher.config.k8sRunLauncher), in dagster.yaml form.
+# deployment/helm/values.yaml (runLauncher.config.k8sRunLauncher), in dagster.yaml form, with
+# the run pods' effective account: the chart renders the webserver's (`dagster`) and the code
+# location's container context replaces it with RUN_SERVICE_ACCOUNT; a dagster.yaml written
+# outside the chart must state it, as here.
 K8S_RUN_LAUNCHER_CONFIG = {
     "load_incluster_config": True,
     "job_namespace": "driftline",
     "image_pull_policy": "IfNotPresent",
-    "service_account_name": "dagster",
+    "service_account_name": RUN_SERVICE_ACCOUNT,
     "dagster_home": {"env": "DAGSTER_HOME"},
     "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
     "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},

@@ -2,8 +2,18 @@
 
 A SeldonDeployment with `logger: {mode: all, url: http://prediction-log-sink...}` POSTs two
 CloudEvents per prediction (binary mode): `io.seldon.serving.inference.request` and
-`...response`, sharing `Ce-Id` (the request's puid). This server pairs them and hands the pair
-to `seldon.predlog.PredictionLog`, the same writer the local ingress uses, so both
+`...response`. The executor gives each event its own `Ce-Id` and the prediction's puid in
+`Ce-Requestid` (executor/logger/worker.go), so the pair is keyed on `Ce-Requestid` (`Ce-Id` only
+when that is absent). Its workers send the two events independently, so either may come first.
+
+Who answered comes from the response, not from the headers: `Ce-Modelid` is the graph node's
+name (the same for every version) and `Ce-Endpoint` the predictor's name. The model component
+tags every response (`meta.tags`: `model_name`, `model_version`; seldon/model.py), and the local
+ingress adds `predictor`, so the version is `meta.tags.model_version` and the predictor
+`meta.tags.predictor`, else `Ce-Endpoint`. A response without a model version is refused with a
+400 naming the missing tag (per-version monitoring would otherwise mix versions silently).
+
+The pair goes to `seldon.predlog.PredictionLog`, the writer the local ingress uses, so both
 environments produce the same table. Runs in the serving image (no dagster):
 
     python -m deployment.prediction_log_sink --lake /lake --port 8080
@@ -18,43 +28,86 @@ import time
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from seldon.predlog import PredictionLog
+from seldon.predlog import LogFull, PredictionLog
 
-MAX_PENDING = 100_000  # requests waiting for their response; the oldest are dropped beyond this
+MAX_PENDING = 100_000  # events waiting for their other half; the oldest are dropped beyond this
+REQUEST, RESPONSE = "io.seldon.serving.inference.request", "io.seldon.serving.inference.response"
 
 
-def scores(body: bytes) -> list[float]:
+class BadEvent(ValueError):
+    """An event the sink cannot record; the message names what is wrong (answered with a 400)."""
+
+
+def _json(body: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise BadEvent(f"{what} body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise BadEvent(f"{what} body must be a JSON object")
+    return doc
+
+
+def scores(response: dict) -> list[float]:
     """The fraud scores of a Seldon response (data.ndarray rows or a tensor)."""
-    data = json.loads(body).get("data", {})
+    data = response.get("data", {})
     if "ndarray" in data:
         return [float(r[-1] if isinstance(r, list) else r) for r in data["ndarray"]]
     return [float(v) for v in data.get("tensor", {}).get("values", [])]
 
 
+def answered_by(response: dict, headers) -> tuple[str, str]:
+    """(predictor, model version) of a response: its `meta.tags`, the predictor else `Ce-Endpoint`."""
+    tags = response.get("meta", {}).get("tags") or {}
+    version = str(tags.get("model_version") or "")
+    if not version:
+        raise BadEvent("response meta.tags.model_version is missing: the model component must tag its responses")
+    predictor = str(tags.get("predictor") or headers.get("Ce-Endpoint", ""))
+    if not predictor:
+        raise BadEvent("no predictor: neither response meta.tags.predictor nor the Ce-Endpoint header")
+    return predictor, version
+
+
 class Pairing:
+    """Pairs the request and response events of one prediction, whichever arrives first."""
+
     def __init__(self, log: PredictionLog):
         self.log, self.pending, self.lock = log, OrderedDict(), threading.Lock()
 
     def add(self, headers, body: bytes) -> None:
-        kind, rid = headers.get("Ce-Type", ""), headers.get("Ce-Id", "")
+        kind = headers.get("Ce-Type", "")
+        if kind not in (REQUEST, RESPONSE):
+            return  # feedback events and anything else: not part of the prediction log
+        rid = headers.get("Ce-Requestid") or headers.get("Ce-Id", "")
+        if not rid:
+            raise BadEvent("event has neither Ce-Requestid nor Ce-Id")
+        answer = None
+        if kind == RESPONSE:  # read on arrival, so a bad response is refused to its sender
+            doc = _json(body, "response")
+            answer = (*answered_by(doc, headers), scores(doc))
+        event = (kind, body, time.time(), answer)
         with self.lock:
-            if kind.endswith(".request"):
-                self.pending[rid] = (body, time.time())
+            other = self.pending.pop(rid, None)
+            if other is None or other[0] == kind:  # first half (or a duplicate): wait for the other
+                self.pending[rid] = event
                 while len(self.pending) > MAX_PENDING:
                     self.pending.popitem(last=False)
                 return
-            request = self.pending.pop(rid, None)
-        if kind.endswith(".response") and request is not None:
-            self.log.record(
-                rid,
-                headers.get("Ce-Requester", ""),
-                headers.get("Ce-Inferenceservicename", ""),
-                headers.get("Ce-Endpoint", ""),
-                headers.get("Ce-Modelid", ""),
-                request[0],
-                scores(body),
-                time.time() - request[1],
-            )
+        request, response = (other, event) if kind == RESPONSE else (event, other)
+        answer = response[3]
+        if answer is None:  # unreachable: a response event always carries its answer
+            raise BadEvent("response event without its answer")
+        predictor, version, values = answer
+        self.log.record(
+            rid,
+            headers.get("Ce-Requester", ""),
+            headers.get("Ce-Inferenceservicename", ""),
+            predictor,
+            version,
+            request[1],
+            values,
+            max(response[2] - request[2], 0.0),  # between the two events: the executor sends no latency
+        )
 
 
 class SinkServer(ThreadingHTTPServer):
@@ -73,8 +126,11 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         try:
             self.server.pairing.add(self.headers, body)
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError) as err:  # BadEvent, malformed data values
             self._reply(400, json.dumps({"error": str(err)}).encode())
+            return
+        except LogFull as err:  # the writer is behind: the sender logs the failure
+            self._reply(503, json.dumps({"error": str(err)}).encode())
             return
         self._reply(202, b"{}")
 

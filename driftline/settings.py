@@ -54,6 +54,18 @@ _SETTINGS = (
         "`synthetic` (the generated world) or `landing` (files under DRIFTLINE_LANDING_DIR)",
     ),
     Setting("DRIFTLINE_LANDING_DIR", "data/landing", "landing folder of the `landing` event source"),
+    # The streaming path (streaming/, docs/streaming.md).
+    Setting(
+        "DRIFTLINE_BROKER_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "event broker: `amqp://` / `amqps://` (RabbitMQ stream queues)",
+        secret=True,
+    ),
+    Setting(
+        "DRIFTLINE_STREAM_PARTITIONS",
+        "4",
+        "partitions per topic (events go to crc32(user_id) mod N); producers and consumers must agree",
+    ),
     # The synthetic world: unset keeps WorldConfig's default (resources/synthetic/config.py).
     Setting("DRIFTLINE_SYNTH_SEED", None, "synthetic world: random seed"),
     Setting("DRIFTLINE_SYNTH_EVENTS_PER_DAY", None, "synthetic world: transactions a day"),
@@ -104,6 +116,12 @@ _SETTINGS = (
         "http://feast-feature-server.driftline:6566",
         "k8s: the Feast feature server the predictors call",
     ),
+    Setting(
+        "DRIFTLINE_PROMETHEUS_URL",
+        "http://prometheus-operated.monitoring.svc:9090",
+        "k8s: the Prometheus the canary controller queries (it scrapes the predictor pods:"
+        " deployment/k8s/prometheus-scrape.yaml)",
+    ),
     # ---------------------------------------------------------------- k8s backends
     Setting("DRIFTLINE_LAKE_URL", "file:///lake", "k8s: lake root, s3://bucket/prefix or a path / file:// URL"),
     Setting("DRIFTLINE_S3_ENDPOINT_URL", None, "k8s: S3-compatible store's endpoint (unset: AWS S3)"),
@@ -119,6 +137,23 @@ _SETTINGS = (
     Setting("DRIFTLINE_REDIS", "redis-master:6379", "k8s: Feast online store, `host:port[,password=...]`", secret=True),
     Setting("DRIFTLINE_FEAST_PROJECT", "driftline", "k8s: Feast project (also the Redis key suffix)"),
     Setting("DRIFTLINE_SPARK_MASTER", "local[*]", "k8s: Spark master for features"),
+    Setting(
+        "DRIFTLINE_FEATURE_ENGINE",
+        None,
+        "transaction_features' engine: `duckdb` or `spark` (unset: duckdb, or spark under k8s)",
+    ),
+    Setting(
+        "DRIFTLINE_EXECUTOR",
+        None,
+        "how a run executes its steps: `k8s` (a pod per step), `multiprocess` or `in_process`"
+        " (unset: multiprocess, or k8s under k8s)",
+    ),
+    Setting(
+        "DRIFTLINE_K8S_NODE_PROFILE",
+        "production",
+        "step pods' requests under the k8s executor: `production` (the op tags: big requests, the GPU"
+        " pool) or `small` (one small node: kind, minikube, the cluster tests; deployment/k8s_config.py)",
+    ),
     # ---------------------------------------------------------------- demo and tests
     Setting("DRIFTLINE_DEMO_PROFILE", "full", "`make demo`'s size profile"),
     Setting("DRIFTLINE_SHARED_DIR", None, "tests: folder holding the Seldon CRD schemas/ (unset: ../shared)"),
@@ -178,6 +213,13 @@ def _int(name: str, env: Mapping[str, str] | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _choice(name: str, env: Mapping[str, str] | None, allowed: tuple[str, ...], default: str) -> str:
+    value = get(name, env) or default
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
 def _float(name: str, env: Mapping[str, str] | None) -> float | None:
     value = get(name, env)
     return None if value is None else float(value)
@@ -205,6 +247,7 @@ class Settings:
     seldon_deployment: str
     seldon_image: str
     feast_server_url: str
+    prometheus_url: str
     lake_url: str
     s3_endpoint_url: str | None
     s3_region: str | None
@@ -212,6 +255,8 @@ class Settings:
     mlflow_ui: str
     feast_project: str
     spark_master: str
+    feature_engine: str
+    executor: str
     demo_profile: str
     aws_region: str | None  # AWS_REGION / AWS_DEFAULT_REGION (not ours; Spark's S3A region fallback)
 
@@ -253,6 +298,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         "seldon_deployment": get("DRIFTLINE_SELDON_DEPLOYMENT", env),
         "seldon_image": get("DRIFTLINE_SELDON_IMAGE", env),
         "feast_server_url": get("DRIFTLINE_FEAST_SERVER_URL", env),
+        "prometheus_url": get("DRIFTLINE_PROMETHEUS_URL", env),
         "lake_url": get("DRIFTLINE_LAKE_URL", env),
         "s3_endpoint_url": get("DRIFTLINE_S3_ENDPOINT_URL", env),
         "s3_region": get("DRIFTLINE_S3_REGION", env),
@@ -260,6 +306,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         "mlflow_ui": get("DRIFTLINE_MLFLOW_UI", env),
         "feast_project": get("DRIFTLINE_FEAST_PROJECT", env),
         "spark_master": get("DRIFTLINE_SPARK_MASTER", env),
+        "feature_engine": _choice("DRIFTLINE_FEATURE_ENGINE", env, ("duckdb", "spark"), "spark" if k8s else "duckdb"),
+        "executor": _choice(
+            "DRIFTLINE_EXECUTOR", env, ("k8s", "multiprocess", "in_process"), "k8s" if k8s else "multiprocess"
+        ),
         "demo_profile": get("DRIFTLINE_DEMO_PROFILE", env),
         "aws_region": source.get("AWS_REGION") or source.get("AWS_DEFAULT_REGION") or None,
     }

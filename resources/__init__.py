@@ -46,6 +46,14 @@ def configured_event_source(env: Mapping[str, str] | None = None) -> EventSource
     return SyntheticEventSource(**s.synthetic_world)
 
 
+def _feature_engine(s: settings.Settings) -> FeatureEngine:
+    if s.feature_engine != "spark":
+        return FeatureEngine()
+    from .profiles import spark_resource
+
+    return FeatureEngine(engine="spark", spark=spark_resource(s.spark_master))
+
+
 def local_resources(data_dir: str | None = None, canary: CanaryPolicy | None = None) -> dict:
     """Embedded defaults: everything file-based under `data_dir` (default DRIFTLINE_DATA_DIR)."""
     s = settings.load()
@@ -55,7 +63,7 @@ def local_resources(data_dir: str | None = None, canary: CanaryPolicy | None = N
         "event_source": configured_event_source(),
         "lake": lake,
         "warehouse": Warehouse(path=f"{data_dir}/warehouse.duckdb"),
-        "feature_engine": FeatureEngine(),
+        "feature_engine": _feature_engine(s),
         "quality": DataQuality(),
         "feast": FeastStore(lake=lake, repo_dir=f"{data_dir}/feast"),
         "mlflow_registry": MlflowRegistry(

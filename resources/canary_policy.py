@@ -16,5 +16,6 @@ class CanaryPolicy(dg.Config):
     max_error_rate: float = 0.01  # 5xx share
     max_p99_ratio: float = 1.5  # canary p99 vs main p99 ...
     p99_slack_s: float = 0.05  # ... plus this much (tiny p99s are noisy)
-    max_score_psi: float = 0.25  # population stability index, canary scores vs main's
+    max_score_psi: float = 0.25  # population stability index, canary scores vs main's ...
+    min_score_rows: int = 100  # ... judged from this many canary scores in the interval (fewer: too noisy)
     max_failed_checks: int = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dagster as dg
@@ -30,6 +30,9 @@ class MlflowRegistry(dg.ConfigurableResource):
     experiment: str = "driftline-fraud"
     model_name: str = "driftline-fraud"
     ui_url: str = "http://127.0.0.1:5000"
+    # An S3-compatible artifact store's endpoint (the profile passes DRIFTLINE_S3_ENDPOINT_URL);
+    # MLflow's own MLFLOW_S3_ENDPOINT_URL, when set, wins. Unset: AWS S3.
+    s3_endpoint_url: str | None = None
 
     def _uri(self) -> str:
         uri = settings.resolved(self.tracking_uri)  # dg.EnvVar under k8s: it may hold a password
@@ -49,6 +52,8 @@ class MlflowRegistry(dg.ConfigurableResource):
         # in the store when the asset returns), no warning when git is not installed.
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
         os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+        if self.s3_endpoint_url:
+            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.s3_endpoint_url)
         import mlflow
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -106,6 +111,29 @@ class MlflowRegistry(dg.ConfigurableResource):
         if not found:
             raise FileNotFoundError(f"model {self.model_name} v{version} has no serving artifact")
         return found[0].parent
+
+    def serving_uri(self, version: str) -> str:
+        """Where a version's serving artifact lies in the artifact store: the URI of the folder
+        holding feature_schema.json + model.pt, below the version's storage location (MLflow 3:
+        `<experiment's artifact location>/models/<model id>/artifacts/artifacts/serving`). A
+        predictor in a cluster downloads it from there; the registry is resolved here, on the
+        orchestration side, because the serving environment has no MLflow."""
+        self.setup()
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        root = self.client().get_model_version_download_uri(self.model_name, str(version)).rstrip("/")
+        repo = get_artifact_repository(root)
+        folders, listed = [""], 0
+        while folders and listed < 50:  # breadth first: the shallowest schema; the pyfunc's code/ is skipped
+            folder = folders.pop(0)
+            listed += 1
+            for item in repo.list_artifacts(folder or None):
+                name = PurePosixPath(item.path).name
+                if item.is_dir and name != "code":
+                    folders.append(item.path)
+                elif name == "feature_schema.json":
+                    return f"{root}/{folder}" if folder else root
+        raise FileNotFoundError(f"model {self.model_name} v{version} has no feature_schema.json under {root}")
 
     def version_tags(self, version: str) -> dict[str, Any]:
         return dict(self.client().get_model_version(self.model_name, str(version)).tags)

@@ -103,7 +103,11 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canar
         "event_source": event_source,
         "lake": lake,
         "warehouse": Warehouse(path=f"{s.data_dir}/warehouse.duckdb"),
-        "feature_engine": FeatureEngine(engine="spark", spark=spark_resource(s.spark_master, spark_extra)),
+        "feature_engine": (
+            FeatureEngine(engine="spark", spark=spark_resource(s.spark_master, spark_extra))
+            if s.feature_engine == "spark"
+            else FeatureEngine(engine="duckdb")
+        ),
         "quality": DataQuality(),
         "feast": FeastStore(
             lake=lake,
@@ -116,6 +120,7 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canar
             tracking_uri=tracking_uri,
             artifact_root=s.mlflow_artifacts,
             ui_url=s.mlflow_ui,
+            s3_endpoint_url=s.s3_endpoint_url,
         ),
         "seldon_target": SeldonTarget(
             kind="kubernetes",
@@ -132,6 +137,8 @@ def k8s_resources(env: Mapping[str, str] | None = None, event_source=None, canar
             ingress_jwt_secret=settings.secret("DRIFTLINE_INGRESS_JWT_SECRET", env),
             ingress_admin_token=settings.secret("DRIFTLINE_INGRESS_ADMIN_TOKEN", env),
             canary=canary or CanaryPolicy(),
+            metrics_source="prometheus",  # no ingress /metrics in a cluster: the executors' series
+            prometheus_url=s.prometheus_url,
         ),
     }
 

@@ -7,6 +7,7 @@ fast and the local setup does not need a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,20 @@ from resources.lake import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+
+
+class ManifestRejected(RuntimeError):
+    """The API server refused the SeldonDeployment; the message is the server's."""
+
+
+def _kubeconfig() -> str:
+    return os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+
+
+def _version(obj: Any) -> dict:
+    """The accepted object's resourceVersion and generation: what the server stored."""
+    meta = (obj or {}).get("metadata", {}) if isinstance(obj, dict) else {}
+    return {k: meta[k] for k in ("resourceVersion", "generation") if k in meta}
 
 
 class SeldonTarget(dg.ConfigurableResource):
@@ -46,9 +61,15 @@ class SeldonTarget(dg.ConfigurableResource):
     ingress_jwt_secret: str | None = None
     ingress_admin_token: str | None = None
     canary: CanaryPolicy = CanaryPolicy()  # the rollout's steps and checks (asset and canary sensor)
+    # Where the canary sensor reads its figures (sensors/canary_metrics.py): "ingress" (the local
+    # ingress's /metrics) or "prometheus" (PromQL at prometheus_url: the executor's request series
+    # on a kubernetes target, the ingress's on a local one; the predictors' score histogram).
+    metrics_source: str = "ingress"
+    prometheus_url: str | None = None
     start_runtime: bool = True
     ready_timeout_s: float = 120.0
     kube_context: str | None = None
+    kubeconfig_file: str | None = None  # outside a pod: None reads $KUBECONFIG or ~/.kube/config
     in_cluster: bool = False
 
     # ------------------------------------------------------------ paths
@@ -122,10 +143,34 @@ class SeldonTarget(dg.ConfigurableResource):
         except Exception as err:
             if getattr(err, "status", None) != 404:
                 raise
-            api.create_namespaced_custom_object(*args, manifest)
-            return {"target": "kubernetes", "action": "created", "namespace": self.namespace}
-        api.patch_namespaced_custom_object(*args, self.deployment_name, manifest)
-        return {"target": "kubernetes", "action": "patched", "namespace": self.namespace}
+            with self._server_verdict("create"):
+                created = api.create_namespaced_custom_object(*args, manifest)
+            return {"target": "kubernetes", "action": "created", "namespace": self.namespace, **_version(created)}
+        with self._server_verdict("patch"):
+            patched = api.patch_namespaced_custom_object(*args, self.deployment_name, manifest)
+        return {"target": "kubernetes", "action": "patched", "namespace": self.namespace, **_version(patched)}
+
+    @contextlib.contextmanager
+    def _server_verdict(self, verb: str):
+        """An API server's refusal of the manifest (schema validation: 422 Invalid; admission,
+        e.g. a quota, or RBAC: 403 Forbidden) as an error that carries the server's own message,
+        not the client's dump of headers."""
+        try:
+            yield
+        except Exception as err:
+            status = getattr(err, "status", None)
+            if not isinstance(status, int) or status < 400:
+                raise
+            message = getattr(err, "body", None) or str(err)
+            try:
+                body = json.loads(message)
+                message = f"{body.get('reason', '')}: {body.get('message', message)}"
+            except (TypeError, ValueError):
+                pass
+            raise ManifestRejected(
+                f"the Kubernetes API server refused to {verb} SeldonDeployment "
+                f"{self.namespace}/{self.deployment_name} (HTTP {status}) {message}"
+            ) from err
 
     def _custom_objects_api(self):
         from kubernetes import client, config
@@ -133,7 +178,8 @@ class SeldonTarget(dg.ConfigurableResource):
         if self.in_cluster:
             config.load_incluster_config()
         else:
-            config.load_kube_config(context=self.kube_context)
+            # config_file given: the module's default path is read from $KUBECONFIG at import
+            config.load_kube_config(config_file=self.kubeconfig_file or _kubeconfig(), context=self.kube_context)
         return client.CustomObjectsApi()
 
     # ------------------------------------------------------------ the local runtime
@@ -195,15 +241,18 @@ class SeldonTarget(dg.ConfigurableResource):
 
         wanted = {n: p["version"] for n, p in mf.summary(manifest).items()}
         path, deadline = self.state_dir / "endpoints.json", time.monotonic() + self.ready_timeout_s
+        waiting: dict = {}
         while time.monotonic() < deadline:
             try:
-                eps = json.loads(path.read_text())["predictors"]
+                state = json.loads(path.read_text())
+                eps, waiting = state["predictors"], state.get("waiting", {})
             except (OSError, ValueError, KeyError):
                 eps = {}
             if set(eps) == set(wanted) and all(e["ready"] and e["version"] == wanted[n] for n, e in eps.items()):
                 return {n: {"port": e["port"], "version": e["version"]} for n, e in eps.items()}
             time.sleep(0.3)
-        raise TimeoutError(f"predictors {wanted} not ready within {self.ready_timeout_s}s; see {self.state_dir}")
+        why = "".join(f"; {n}: {problem}" for n, problem in sorted(waiting.items()) if n in wanted)
+        raise TimeoutError(f"predictors {wanted} not ready within {self.ready_timeout_s}s{why}; see {self.state_dir}")
 
     # ------------------------------------------------------------ the ingress, for the controller
     def admin_token(self) -> str:

@@ -16,6 +16,9 @@ KIND = "SeldonDeployment"
 CONTAINER = "fraud-model"
 DEFAULT_INTERFACE = "seldon.model.FraudModel"
 ROLLOUT_ANNOTATION = "driftline.io/rollout"
+# The optional Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) become the
+# predictor's environment in a cluster: read access to the bucket holding the models, nothing else.
+MODEL_STORE_SECRET = "driftline-model-store"
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Predictor:
     name: str  # "main" | "canary" | "shadow"
     model_name: str
     model_version: str
-    artifact_dir: str
+    model_uri: str  # s3://bucket/prefix, file:///dir or a local path: the serving artifact's folder
     traffic: int = 100
     shadow: bool = False
     interface: str = DEFAULT_INTERFACE  # the class seldon-core-microservice loads (MODEL_NAME)
@@ -33,28 +36,45 @@ class Predictor:
     max_batch_rows: int = 10_000
     replicas: int = 1
     workers: int = 2
+    s3_endpoint_url: str = ""  # the object store holding model_uri, when not AWS (or the pod's env says)
+    s3_region: str = ""
+    credentials_secret: str = ""  # a Secret for the container's env (kubernetes: MODEL_STORE_SECRET)
     extra_parameters: dict = field(default_factory=dict)
+
+
+def model_uri(location: str) -> str:
+    """The URI of a model location: URIs as they are, a local path as an absolute file:// URI."""
+    return location if "://" in location else Path(location).resolve().as_uri()
 
 
 def _parameters(p: Predictor) -> list[dict]:
     params = [
-        {"name": "artifact_dir", "type": "STRING", "value": p.artifact_dir},
+        {"name": "model_uri", "type": "STRING", "value": model_uri(p.model_uri)},
         {"name": "model_name", "type": "STRING", "value": p.model_name},
         {"name": "model_version", "type": "STRING", "value": str(p.model_version)},
         {"name": "feast_url", "type": "STRING", "value": p.feast_url},
         {"name": "max_batch_rows", "type": "INT", "value": str(p.max_batch_rows)},
     ]
+    params += [
+        {"name": name, "type": "STRING", "value": value}
+        for name, value in (("s3_endpoint_url", p.s3_endpoint_url), ("s3_region", p.s3_region))
+        if value
+    ]
     return params + [{"name": k, "type": "STRING", "value": str(v)} for k, v in sorted(p.extra_parameters.items())]
 
 
 def _component_spec(p: Predictor, image: str) -> dict:
+    # Readiness is the component's /health/status: 503 naming the model URI and the problem until
+    # the model is loaded. Liveness is /health/ping: a predictor whose model cannot be loaded stays
+    # up and unready (its log says why) instead of restarting in a loop.
     probe = {
-        "httpGet": {"path": "/health/ping", "port": "http", "scheme": "HTTP"},
+        "httpGet": {"path": "/health/status", "port": "http", "scheme": "HTTP"},
         "initialDelaySeconds": 5,
         "periodSeconds": 5,
         "timeoutSeconds": 2,
         "failureThreshold": 3,
     }
+    liveness = {**probe, "httpGet": {**probe["httpGet"], "path": "/health/ping"}, "initialDelaySeconds": 20}
     env = {
         "MODEL_NAME": p.interface,
         "SERVICE_TYPE": "MODEL",
@@ -62,20 +82,17 @@ def _component_spec(p: Predictor, image: str) -> dict:
         "GUNICORN_THREADS": "1",
         "OMP_NUM_THREADS": "1",
     }
-    return {
-        "spec": {
-            "containers": [
-                {
-                    "name": CONTAINER,
-                    "image": image,
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-                    "readinessProbe": probe,
-                    "livenessProbe": {**probe, "initialDelaySeconds": 20},
-                }
-            ]
-        }
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+        "readinessProbe": probe,
+        "livenessProbe": liveness,
     }
+    if p.credentials_secret:  # optional: without it (IAM by other means, a public bucket) the pod still starts
+        container["envFrom"] = [{"secretRef": {"name": p.credentials_secret, "optional": True}}]
+    return {"spec": {"containers": [container]}}
 
 
 def render(
@@ -95,7 +112,9 @@ def render(
                 "name": CONTAINER,
                 "type": "MODEL",
                 "endpoint": {"type": "REST"},
-                "modelUri": Path(p.artifact_dir).resolve().as_uri() if "://" not in p.artifact_dir else p.artifact_dir,
+                # Informational for a custom container: Seldon's operator injects its storage
+                # initializer for prepackaged servers only; FraudModel fetches the `model_uri` parameter.
+                "modelUri": model_uri(p.model_uri),
                 "parameters": _parameters(p),
                 "logger": logger,
                 "children": [],

@@ -1,6 +1,11 @@
 """The model component that `seldon-core-microservice seldon.model.FraudModel --service-type MODEL`
 serves. Configured only by the SeldonDeployment graph `parameters`.
 
+The model comes from `model_uri` (`s3://…`, `file://…` or a path; `seldon/model_store.py`),
+fetched and checked in `load()`. A model that cannot be loaded does not crash the process: the
+error, naming the URI and the problem, is logged and answered as a 503 by `/health/status` (the
+readiness probe) and by predictions, so the predictor never becomes ready and says why.
+
 `predict_raw` handles the whole request so that bad input becomes a 400 naming the problem
 (the wrapper's generic path turns most of it into 500s), and so the hot path stays one parse,
 one vectorised encode, one forward pass: the rows become one object matrix, validated and
@@ -19,11 +24,11 @@ import gc
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
-from seldon.artifact import ServingModel, encode_categorical, load_schema, normalise
+from seldon.artifact import ServingModel, encode_categorical, normalise
+from seldon.model_store import ModelLoadError, open_model, read_schema
 from seldon.online import BadRequest, Unavailable, feature_source, raw_columns, request_entities, transactions
 
 log = logging.getLogger(__name__)
@@ -75,15 +80,21 @@ class FraudModel:
 
     def __init__(
         self,
-        artifact_dir: str,
+        model_uri: str = "",
         model_name: str = "",
         model_version: str = "",
         feast_url: str = "",
         max_batch_rows: int = 10_000,
         metrics_interval_s: float = 1.0,
+        s3_endpoint_url: str = "",
+        s3_region: str = "",
+        model_cache_dir: str = "",
+        artifact_dir: str = "",  # the former name of model_uri (manifests applied before it)
         **_ignored,
     ):
-        self.artifact_dir, self.feast_url, self.max_batch_rows = artifact_dir, feast_url, int(max_batch_rows)
+        self.model_uri, self.feast_url, self.max_batch_rows = model_uri or artifact_dir, feast_url, int(max_batch_rows)
+        self._store = {"s3_endpoint_url": s3_endpoint_url, "s3_region": s3_region, "cache_dir": model_cache_dir or None}
+        self.load_error: str | None = None
         self.model_name, self.model_version = model_name, str(model_version)
         self.metrics_interval_s = float(metrics_interval_s)
         self.model: ServingModel | None = None
@@ -99,7 +110,14 @@ class FraudModel:
 
         torch.set_num_threads(1)
         _skip_empty_metric_updates()
-        self.model = ServingModel(self.artifact_dir.removeprefix("file://"))
+        try:
+            self.model = open_model(self.model_uri, **self._store)
+        except Exception as err:  # noqa: BLE001 - any failure (a full disk too) leaves the worker up, unready, saying why
+            problem = err if isinstance(err, ModelLoadError) else ModelLoadError(self.model_uri, repr(err))
+            self.load_error = str(problem)
+            log.error("%s; the predictor stays unready (/health/status answers 503)", problem)
+            return
+        self.load_error = None
         schema = self.model.schema
         self.model_name = self.model_name or schema.model_name
         self.model_version = self.model_version or schema.model_version
@@ -122,8 +140,10 @@ class FraudModel:
 
     # ------------------------------------------------------------ the Seldon interface
     def predict_raw(self, request):
-        if self.model is None:
+        if self.model is None and self.load_error is None:
             self.load()
+        if self.model is None:
+            raise _error(f"model not loaded: {self.load_error}", 503)
         try:
             scores = self._score_request(request)
         except BadRequest as err:
@@ -162,15 +182,29 @@ class FraudModel:
         return self._flush_metrics(force=True)
 
     def health_status_raw(self):
+        """The readiness probe's answer: 503 with the reason until the model is loaded."""
+        if self.model is None:
+            raise _error(self.load_error or f"model {self.model_uri} is loading", 503)
         return {
-            "status": "ok" if self.model is not None else "loading",
+            "status": "ok",
             "model_name": self.model_name,
             "model_version": self.model_version,
             "features": len(getattr(self, "names", [])),
         }
 
     def init_metadata(self):
-        schema = self.model.schema if self.model else load_schema(Path(self.artifact_dir.removeprefix("file://")))
+        """seldon-core calls this once, in the main process before the workers fork: fetching the
+        artifact here downloads it once for all of them (they find it in the cache)."""
+        try:
+            schema = self.model.schema if self.model else read_schema(self.model_uri, **self._store)
+        except (ModelLoadError, OSError) as err:
+            log.error("no model metadata: %s", err)  # load() reports it again and keeps the predictor unready
+            return {
+                "name": self.model_name or "fraud-model",
+                "versions": [self.model_version or "unknown"],
+                "platform": "torchscript",
+                "custom": {"load_error": str(err)},
+            }
         names = schema.feature_names
         return {
             "name": self.model_name or "fraud-model",

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Predictor:
         self.name, self.spec, self.key = name, spec, spec_key(spec)
         self.params = mf.parameters(spec)
         self.port, self.restarts, self.ready = free_port(), 0, False
+        self.problem = ""  # why /health/status says not ready (e.g. the model could not be loaded)
         env = {
             **os.environ,
             **mf.container_env(spec),
@@ -97,6 +99,8 @@ class Predictor:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/status", timeout=1) as r:
                 self.ready = json.loads(r.read()).get("status") == "ok"
+        except urllib.error.HTTPError as err:  # 503: the component says why (seldon's error body)
+            self.ready, self.problem = False, _reason(err)
         except OSError:
             self.ready = False
         return self.ready
@@ -120,6 +124,14 @@ class Predictor:
             "version": str(self.params.get("model_version", "")),
             "restarts": self.restarts,
         }
+
+
+def _reason(err: urllib.error.HTTPError) -> str:
+    body = err.read().decode(errors="replace")
+    try:
+        return str(json.loads(body)["status"]["info"])
+    except (ValueError, KeyError, TypeError):
+        return f"{err.code} {body[:300]}"
 
 
 def spec_key(spec: dict) -> str:
@@ -206,6 +218,7 @@ class LocalRuntime:
                     )
                     self.pending[pname] = (Predictor(pname, spec, self.state_dir, name), time.monotonic())
         for pname, (pred, since) in list(self.pending.items()):
+            problem = pred.problem
             if pred.check_ready():
                 old = self.running.get(pname)
                 self.running[pname] = pred
@@ -213,6 +226,8 @@ class LocalRuntime:
                 self._write_endpoints()
                 if old is not None and old is not pred:
                     self.retiring.append((old, time.monotonic() + RETIRE_AFTER_S))
+            elif pred.problem != problem:
+                log.error("predictor %s is not ready: %s (%s)", pname, pred.problem, pred.log_path)
             elif pred.proc.poll() is not None or time.monotonic() - since > self.ready_timeout_s:
                 log.warning("predictor %s failed to start; see %s", pname, pred.log_path)
                 pred.restart(new_port=True)  # not in endpoints yet: nobody routes to the old port
@@ -233,7 +248,10 @@ class LocalRuntime:
         self._write_endpoints()
 
     def _write_endpoints(self):
-        data = {"predictors": {n: p.endpoint() for n, p in self.running.items()}}
+        data: dict[str, dict] = {"predictors": {n: p.endpoint() for n, p in self.running.items()}}
+        waiting = {n: p.problem for n, (p, _) in self.pending.items() if p.problem}
+        if waiting:  # why a predictor is not ready yet: SeldonTarget.wait_ready reports it
+            data["waiting"] = waiting
         text = json.dumps(data, indent=1, sort_keys=True)
         if not self.endpoints_path.exists() or self.endpoints_path.read_text() != text:
             tmp = self.endpoints_path.with_suffix(".tmp")

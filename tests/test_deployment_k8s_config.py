@@ -5,7 +5,12 @@
 - executor: `k8s_job_executor.config_schema`;
 - `dagster-k8s/config` tags: `get_user_defined_k8s_config` (the tag schema the executor and
   launcher apply), then `construct_dagster_k8s_job` builds the real Job, which must pass
-  kubernetes-validate (strict) for K8S_VERSION.
+  kubernetes-validate (strict) for K8S_VERSION;
+- the Helm values' instance sections (concurrency pools, daemon sensors and schedules, run
+  coordinator, compute logs) rendered into a dagster.yaml the way the chart's templates do and
+  loaded by Dagster's own `dagster_instance_config`; the compute log manager's config against
+  `S3ComputeLogManager.config_type()`; the code location's container context, as the chart
+  writes it, against dagster-k8s's container-context schema.
 """
 
 from __future__ import annotations
@@ -67,11 +72,201 @@ def test_helm_values_name_the_chart_and_match_the_launcher_config():
     assert [s["name"] for s in helm["envSecrets"]] == cfg["env_secrets"]
     assert helm["volumes"] == cfg["volumes"] and helm["volumeMounts"] == cfg["volume_mounts"]
     assert helm["runK8sConfig"]["containerConfig"] == cfg["run_k8s_config"]["container_config"]
-    assert values["dagsterDaemon"]["enabled"] and values["sensors"]["useThreads"]
     assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     (deployment,) = values["dagster-user-deployments"]["deployments"]
-    assert "definitions.py" in deployment["dagsterApiGrpcArgs"]
+    # the project is installed in the image; workspace.yaml names the same module
+    assert deployment["dagsterApiGrpcArgs"] == ["--module-name", "definitions"]
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert [loc["python_module"]["module_name"] for loc in workspace["load_from"]] == ["definitions"]
     assert {"name": "DRIFTLINE_ENV", "value": "k8s"} in deployment["env"]
+
+
+# The chart's top-level values (schema/charts/dagster/values.py, 1.13): anything else is ignored.
+CHART_TOP_LEVEL = {
+    "global",
+    "dagsterWebserver",
+    "dagster-user-deployments",
+    "postgresql",
+    "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret",
+    "rabbitmq",
+    "redis",
+    "flower",
+    "ingress",
+    "imagePullSecrets",
+    "computeLogManager",
+    "scheduler",
+    "runLauncher",
+    "pythonLogs",
+    "dagsterDaemon",
+    "busybox",
+    "migrate",
+    "telemetry",
+    "serviceAccount",
+    "rbacEnabled",
+    "retention",
+    "concurrency",
+    "additionalInstanceConfig",
+}
+
+
+def _values() -> dict:
+    return yaml.safe_load((ROOT / "deployment/helm/values.yaml").read_text())
+
+
+def test_helm_values_sit_where_the_chart_reads_them():
+    values = _values()
+    assert set(values) <= CHART_TOP_LEVEL, set(values) - CHART_TOP_LEVEL
+    daemon = values["dagsterDaemon"]
+    assert daemon["enabled"] and daemon["sensors"]["useThreads"] and daemon["schedules"]["useThreads"]
+    # no GPU limit on run tags: `driftline/gpu` is an op tag, which the run queue never sees
+    assert "tagConcurrencyLimits" not in json.dumps(values)
+
+
+def _present(mapping: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in mapping.items() if v is not None and v not in ([], {})}
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _chart_dagster_yaml(values: dict) -> dict:
+    """The instance sections the chart renders from these values (templates/configmap-instance.yaml
+    and helpers/instance/_concurrency.tpl, _run-coordinator.tpl, _compute-log-manager.tpl, 1.13),
+    with the run launcher in its dagster.yaml form (K8S_RUN_LAUNCHER_CONFIG)."""
+    daemon = values["dagsterDaemon"]
+    instance: dict[str, Any] = {
+        "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": kc.K8S_RUN_LAUNCHER_CONFIG},
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},
+    }
+    coordinator = daemon["runCoordinator"]
+    if daemon["enabled"] and coordinator["enabled"]:
+        assert coordinator["type"] == "QueuedRunCoordinator"
+        run_coordinator: dict[str, Any] = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
+        queued = _present(coordinator["config"]["queuedRunCoordinator"] or {})
+        if queued:
+            run_coordinator["config"] = {_snake(k): v for k, v in queued.items()}
+        instance["run_coordinator"] = run_coordinator
+    concurrency = values.get("concurrency", {})
+    if concurrency.get("enabled"):
+        instance["concurrency"] = {
+            section: {_snake(k): v for k, v in _present(concurrency.get(section, {})).items()}
+            for section in ("pools", "runs")
+            if _present(concurrency.get(section, {}))
+        }
+    for section in ("sensors", "schedules"):
+        if daemon["enabled"] and daemon.get(section, {}).get("useThreads"):
+            instance[section] = {_snake(k): v for k, v in _present(daemon[section]).items()}
+    monitoring = daemon.get("runMonitoring", {})
+    if daemon["enabled"] and monitoring.get("enabled"):
+        instance["run_monitoring"] = {_snake(k): v for k, v in _present(monitoring).items()}
+    manager = values["computeLogManager"]
+    assert manager["type"] == "S3ComputeLogManager"
+    s3 = manager["config"]["s3ComputeLogManager"]
+    config = {_snake(k): v for k, v in _present(s3).items() if k != "verify"}
+    config["verify"] = s3.get("verify") is not False  # the chart always writes verify
+    instance["compute_logs"] = {
+        "module": "dagster_aws.s3.compute_log_manager",
+        "class": "S3ComputeLogManager",
+        "config": config,
+    }
+    return instance
+
+
+def test_helm_instance_sections_load_as_dagster_instance_config(tmp_path):
+    """What the chart renders from the values is a dagster.yaml Dagster accepts (its own loader:
+    schema plus the concurrency rules, e.g. no run-queue limits in the run coordinator beside
+    `concurrency`), and the GPU pool gets one slot."""
+    from dagster._core.instance.config import ConcurrencyConfig, PoolGranularity, dagster_instance_config
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    instance = _chart_dagster_yaml(_values())
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    loaded, _ = dagster_instance_config(str(tmp_path))
+    assert loaded["sensors"] == {"use_threads": True, "num_workers": 4}
+    assert loaded["schedules"]["use_threads"] is True
+    assert "config" not in loaded["run_coordinator"]  # limits live under `concurrency`
+    _ok(validate_config(QueuedRunCoordinator.config_type(), loaded["run_coordinator"].get("config", {})))
+    pools = ConcurrencyConfig.from_concurrency_settings(loaded["concurrency"], None).pool_config
+    # `gpu` has no explicit limit in a fresh instance: the default limit is its limit
+    assert pools.default_pool_limit == 1 and pools.pool_granularity == PoolGranularity.OP
+    assert loaded["concurrency"]["runs"]["max_concurrent_runs"] == 8
+    # the same values with the old placement are refused by Dagster, as in a real instance
+    clash = {**instance, "run_coordinator": {**instance["run_coordinator"], "config": {"max_concurrent_runs": 8}}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(clash))
+    with pytest.raises(dg.DagsterInvalidConfigError, match="max_concurrent_runs"):
+        dagster_instance_config(str(tmp_path))
+
+
+def test_compute_log_manager_config_passes_s3_compute_log_manager_schema():
+    s3 = pytest.importorskip(
+        "dagster_aws.s3.compute_log_manager",
+        reason="dagster-aws is not installed: the user-code image needs it for S3ComputeLogManager",
+    )
+    config = _chart_dagster_yaml(_values())["compute_logs"]["config"]
+    value = _ok(process_config(s3.S3ComputeLogManager.config_type(), config))
+    assert value["bucket"] and value["prefix"] == "compute-logs" and value["upload_interval"] == 30
+
+
+def test_gpu_training_step_is_in_the_gpu_pool():
+    """The GPU limit is a pool on the training op (op concurrency), not a run tag. No pool has an
+    explicit limit in a fresh instance, so the values' default limit is every pool's limit."""
+    from dagster._core.instance.config import ConcurrencyConfig
+
+    from definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): graph.get(key).pools or set() for key in graph.get_all_asset_keys()}
+    assert pools["fraud_model"] == {kc.GPU_POOL}
+    concurrency = _chart_dagster_yaml(_values())["concurrency"]
+    default = ConcurrencyConfig.from_concurrency_settings(concurrency, None).pool_config.default_pool_limit
+    assert default == 1, f"pools {sorted(set().union(*pools.values()))}: one step at a time each"
+
+
+def _chart_container_context(values: dict) -> dict:
+    """The container context the user-deployments subchart puts on the code location
+    (helpers/_helpers.tpl dagsterUserDeployments.k8sContainerContext), for its one deployment."""
+    sub = values["dagster-user-deployments"]
+    (dep,) = sub["deployments"]
+    account = (values.get("global") or {}).get("serviceAccountName") or sub["serviceAccount"]["name"]
+    return {
+        "k8s": {
+            "image_pull_policy": dep["image"]["pullPolicy"],
+            "env_config_maps": [f"dagster-{dep['name']}-user-env"] + [c["name"] for c in dep["envConfigMaps"]],
+            "env_secrets": [c["name"] for c in dep["envSecrets"]],
+            "volume_mounts": dep["volumeMounts"],
+            "volumes": dep["volumes"],
+            "resources": dep["resources"],
+            "namespace": "driftline",
+            "service_account_name": account,
+            "env": dep["env"],
+            "run_k8s_config": {"pod_spec_config": {"automount_service_account_token": True}},
+        }
+    }
+
+
+def test_run_pods_run_as_the_run_service_account():
+    """The chart renders the launcher with the webserver's account and the code location's
+    container context replaces it: the run pod's account is the one rbac.yaml gives the run Role,
+    the same that K8S_RUN_LAUNCHER_CONFIG and the executor config state."""
+    from dagster_k8s.container_context import K8sContainerContext
+
+    values = _values()
+    assert values["serviceAccount"] == {"create": False, "name": kc.LAUNCHER_SERVICE_ACCOUNT}
+    assert not values["rbacEnabled"] and not values["dagster-user-deployments"]["rbacEnabled"]
+    launcher = K8sContainerContext(service_account_name=kc.LAUNCHER_SERVICE_ACCOUNT, namespace="driftline")
+    code_location = K8sContainerContext.create_from_config(_chart_container_context(values))  # schema-checked
+    run_pod = launcher.merge(code_location).run_k8s_config.pod_spec_config
+    assert run_pod["service_account_name"] == kc.RUN_SERVICE_ACCOUNT
+    assert kc.K8S_RUN_LAUNCHER_CONFIG["service_account_name"] == kc.RUN_SERVICE_ACCOUNT
+    assert kc.K8S_EXECUTOR_CONFIG["service_account_name"] == kc.RUN_SERVICE_ACCOUNT
+    accounts = {
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all((ROOT / "deployment/k8s/rbac.yaml").read_text())
+        if d["kind"] == "ServiceAccount"
+    }
+    assert {kc.LAUNCHER_SERVICE_ACCOUNT, kc.RUN_SERVICE_ACCOUNT} <= accounts
 
 
 def test_executor_config_passes_k8s_job_executor_schema():

@@ -32,7 +32,15 @@ def validator():
 
 def manifests():
     main = mf.Predictor("main", "driftline-fraud", "3", "/srv/models/v3", 100, feast_url="http://feast:6566")
-    canary = mf.Predictor("canary", "driftline-fraud", "4", "s3://bucket/models/v4", 10)
+    canary = mf.Predictor(
+        "canary",
+        "driftline-fraud",
+        "4",
+        "s3://bucket/mlartifacts/1/models/m-4/artifacts/artifacts/serving",
+        10,
+        s3_endpoint_url="http://minio.storage:9000",
+        credentials_secret=mf.MODEL_STORE_SECRET,
+    )
     shadow = mf.Predictor("shadow", "driftline-fraud", "5", "/srv/models/v5", 0, shadow=True)
     return {
         "single": mf.render("fraud", "default", [main], "driftline/serving:1"),
@@ -81,6 +89,22 @@ def test_manifest_round_trip_and_summary(tmp_path):
     }
     assert mf.rollout(m) == {"canary": "4", "canary_weight": 10}
     assert mf.parameters(m["spec"]["predictors"][0])["max_batch_rows"] == 10_000
+
+
+def test_predictors_get_their_model_uri_and_are_ready_only_once_it_loaded():
+    m = manifests()["canary"]
+    main, canary = m["spec"]["predictors"]
+    assert mf.parameters(main)["model_uri"] == "file:///srv/models/v3" == main["graph"]["modelUri"]
+    assert "s3_endpoint_url" not in mf.parameters(main)  # only what is set
+    uri = "s3://bucket/mlartifacts/1/models/m-4/artifacts/artifacts/serving"
+    assert mf.parameters(canary)["model_uri"] == uri == canary["graph"]["modelUri"]
+    assert mf.parameters(canary)["s3_endpoint_url"] == "http://minio.storage:9000"
+    container = canary["componentSpecs"][0]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": mf.MODEL_STORE_SECRET, "optional": True}}]
+    assert "envFrom" not in main["componentSpecs"][0]["spec"]["containers"][0]
+    # readiness: the component's /health/status (503 until the model loaded); liveness: the process answers
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/status"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/ping"
 
 
 class ApiException(Exception):

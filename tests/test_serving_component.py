@@ -190,3 +190,12 @@ def test_on_demand_matches_the_feast_udf():
     for name in ref.columns:
         expected = [None if pd.isna(v) else v for v in ref[name].tolist()]
         assert mine[name] == expected, name
+
+
+def test_the_former_artifact_dir_parameter_still_loads(tmp_path):
+    """Manifests applied before model URIs name the model `artifact_dir`: such a predictor still loads."""
+    from seldon.model import FraudModel
+
+    model = FraudModel(artifact_dir=str(build_artifact(tmp_path / "m", "3", seed=1)))
+    model.load()
+    assert model.model_uri.endswith("/m") and model.health_status_raw()["status"] == "ok"
