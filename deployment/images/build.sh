@@ -11,6 +11,7 @@
 #   PIP_CA_BUNDLE     CA bundle for pip in the builds (default: pip's configured `cert`, else the
 #                     system bundle); PIP_CONFIG_FILE, when set, is passed as the `pipconf` secret
 #   IMAGES            which to build (default "user-code serving")
+#   NO_CACHE          1: rebuild every layer (BuildKit's --no-cache; pip's download cache stays)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -74,6 +75,8 @@ for fallback in "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
   [ -s "$ca" ] && break
   ca=$fallback
 done
+extra=()
+[ "${NO_CACHE:-}" = 1 ] && extra+=(--no-cache)
 secrets=()
 [ -s "$ca" ] && secrets+=(--secret "id=cabundle,src=$ca")
 [ -n "${PIP_CONFIG_FILE:-}" ] && secrets+=(--secret "id=pipconf,src=$PIP_CONFIG_FILE")
@@ -90,7 +93,7 @@ for image in $images; do
   start=$(date +%s)
   "${cli[@]}" build -f "$dockerfile" --target "$target" \
     --build-arg "BASE_IMAGE=$base" --build-arg "TORCH_INDEX_URL=$torch_index" \
-    "${secrets[@]}" -t "$name" . >&2
+    "${secrets[@]}" "${extra[@]}" -t "$name" . >&2
   seconds=$(($(date +%s) - start))
   bytes=$("${cli[@]}" image inspect -f '{{.Size}}' "$name")
   summary+=("$(printf '%-40s %6d s %8.0f MB' "$name" "$seconds" "$(echo "$bytes / 1000000" | bc -l)")")
