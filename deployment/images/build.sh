@@ -93,7 +93,9 @@ for image in $images; do
   start=$(date +%s)
   "${cli[@]}" build -f "$dockerfile" --target "$target" \
     --build-arg "BASE_IMAGE=$base" --build-arg "TORCH_INDEX_URL=$torch_index" \
-    "${secrets[@]}" "${extra[@]}" -t "$name" . >&2
+    "${secrets[@]}" "${extra[@]}" --label "io.driftline.image=$image" -t "$name" . >&2
+  # the image this tag pointed at before is now untagged: drop it (a 3.6 GB layer each rebuild)
+  "${cli[@]}" image prune -f --filter "label=io.driftline.image=$image" >/dev/null
   seconds=$(($(date +%s) - start))
   bytes=$("${cli[@]}" image inspect -f '{{.Size}}' "$name")
   summary+=("$(printf '%-40s %6d s %8.0f MB' "$name" "$seconds" "$(echo "$bytes / 1000000" | bc -l)")")
