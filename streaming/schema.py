@@ -25,33 +25,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from assets.contracts import LABELS, TRANSACTIONS
+
 SCHEMA_VERSION = 1
 MAX_EVENTS_PER_MESSAGE = 10_000
 MAX_EVENT_ID_LENGTH = 128
 CONTENT_TYPE = "application/json"
 
-# topic -> field -> kind (the lake contract's kinds). Key: the field producers partition by.
+# topic -> field -> kind: the lake contracts' columns, so a message carries exactly what the raw
+# tables hold (one home: assets/contracts.py; schema v1 is these columns).
 TOPICS: dict[str, dict[str, str]] = {
-    "transactions": {
-        "event_id": "string",
-        "event_ts": "timestamp",
-        "user_id": "int",
-        "merchant_id": "int",
-        "amount": "float",
-        "currency": "string",
-        "category": "string",
-        "country": "string",
-        "channel": "string",
-    },
-    "labels": {
-        "event_id": "string",
-        "event_ts": "timestamp",
-        "user_id": "int",
-        "merchant_id": "int",
-        "label_ts": "timestamp",
-        "is_fraud": "bool",
-        "reason_code": "string",
-    },
+    "transactions": dict(TRANSACTIONS.columns),
+    "labels": dict(LABELS.columns),
 }
 OPTIONAL: dict[str, frozenset[str]] = {"transactions": frozenset(), "labels": frozenset({"reason_code"})}
 PARTITION_KEY = "user_id"

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from testkit.shared import shared_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_K8S = ROOT.parent / "shared" / "k8s"
+SHARED_K8S = shared_dir() / "k8s"
 REPO = os.environ.get("IMAGE_REPO", "localhost/driftline")
 TAG = os.environ.get("IMAGE_TAG", "dev")
 BUILD_LOG = ROOT / "data" / "images-build.log"

@@ -17,12 +17,13 @@ import requests
 from assets.deployment import seldon_deployment
 from resources.canary_policy import CanaryPolicy
 from resources.lake import Lake
-from resources.mlflow_registry import CHALLENGER, CHAMPION, INTERFACE_TAG, STATUS_TAG, MlflowRegistry
+from resources.mlflow_registry import CHALLENGER, CHAMPION, STATUS_TAG, MlflowRegistry
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
 from seldon.runtime import free_port
 from sensors.canary import build_canary_sensor, run_config, tick
-from testkit.artifacts import build_artifact, sample_rows
+from testkit.artifacts import sample_rows
+from testkit.registry import register_version
 from testkit.serving import SECRET, SERVING_PY
 from testkit.tokens import token
 
@@ -33,25 +34,6 @@ pytestmark = [
     pytest.mark.skipif(not SERVING_PY.exists(), reason=".venv-serving is missing: run `make setup`"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"),
 ]
-
-
-def register(registry: MlflowRegistry, tmp: Path, seed: int, passed: bool = True, interface: str | None = None) -> str:
-    mlflow, exp = registry.setup()
-    art = build_artifact(tmp / f"artifact-{seed}", "unregistered", seed=seed)
-    with mlflow.start_run(experiment_id=exp):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(ROOT / "ml" / "pyfunc_model.py"),
-            artifacts={"serving": str(art)},
-            code_paths=[str(ROOT / "seldon")],
-            pip_requirements=["torch==2.13.0", "numpy"],
-        )
-    version = str(mlflow.register_model(info.model_uri, registry.model_name).version)
-    client = registry.client()
-    client.set_model_version_tag(registry.model_name, version, STATUS_TAG, "passed" if passed else "rejected")
-    if interface:
-        client.set_model_version_tag(registry.model_name, version, INTERFACE_TAG, interface)
-    return version
 
 
 @pytest.fixture
@@ -131,9 +113,9 @@ def rollout(registry, target, timeout_s=150.0) -> list[dict]:
 
 def test_healthy_challenger_is_promoted_through_every_step(setup):
     registry, target, tmp = setup
-    v1 = register(registry, tmp, seed=0)
+    v1 = register_version(registry, tmp, seed=0)
     registry.set_alias(CHAMPION, v1)
-    v2 = register(registry, tmp, seed=0)  # same weights: same score distribution
+    v2 = register_version(registry, tmp, seed=0)  # same weights: same score distribution
     registry.set_alias(CHALLENGER, v2)
     meta = materialize(registry, target)
     assert meta["traffic"] == {"main": 90, "canary": 10} and meta["canary_version"] == v2
@@ -166,9 +148,9 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
 @pytest.mark.parametrize("interface", ["seldon.faults.FailingModel", "seldon.faults.SlowModel"])
 def test_bad_challenger_is_rolled_back(setup, interface):
     registry, target, tmp = setup
-    v1 = register(registry, tmp, seed=0)
+    v1 = register_version(registry, tmp, seed=0)
     registry.set_alias(CHAMPION, v1)
-    v2 = register(registry, tmp, seed=0, interface=interface)
+    v2 = register_version(registry, tmp, seed=0, interface=interface)
     registry.set_alias(CHALLENGER, v2)
     materialize(registry, target)
     with Traffic(target) as traffic:

@@ -31,7 +31,7 @@ import yaml
 from assets.deployment import seldon_deployment
 from resources.canary_policy import CanaryPolicy
 from resources.lake import Lake
-from resources.mlflow_registry import CHALLENGER, CHAMPION, INTERFACE_TAG, STATUS_TAG, MlflowRegistry
+from resources.mlflow_registry import CHALLENGER, CHAMPION, MlflowRegistry
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
 from seldon.auth import ADMIN, mint_token
@@ -46,7 +46,8 @@ from sensors.canary_metrics import (
     queries,
     reading,
 )
-from testkit.artifacts import build_artifact, sample_rows
+from testkit.artifacts import sample_rows
+from testkit.registry import register_version
 from testkit.serving import SECRET, SERVING_PY
 from testkit.tokens import token
 
@@ -151,25 +152,6 @@ def prometheus(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ the local runtime, as in test_canary
-def register(registry: MlflowRegistry, tmp: Path, seed: int, interface: str | None = None) -> str:
-    mlflow, exp = registry.setup()
-    art = build_artifact(tmp / f"artifact-{seed}-{interface}", "unregistered", seed=seed)
-    with mlflow.start_run(experiment_id=exp):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(ROOT / "ml" / "pyfunc_model.py"),
-            artifacts={"serving": str(art)},
-            code_paths=[str(ROOT / "seldon")],
-            pip_requirements=["torch==2.13.0", "numpy"],
-        )
-    version = str(mlflow.register_model(info.model_uri, registry.model_name).version)
-    client = registry.client()
-    client.set_model_version_tag(registry.model_name, version, STATUS_TAG, "passed")
-    if interface:
-        client.set_model_version_tag(registry.model_name, version, INTERFACE_TAG, interface)
-    return version
-
-
 def materialize(registry, target, config: dict | None = None) -> dict:
     result = dg.materialize(
         [seldon_deployment],
@@ -323,9 +305,9 @@ def figures(d: dict) -> str:
 )
 def test_prometheus_decides_as_the_local_path(setup, prometheus, interface, expected):
     registry, target, tmp = setup
-    v1 = register(registry, tmp, seed=0)
+    v1 = register_version(registry, tmp, seed=0)
     registry.set_alias(CHAMPION, v1)
-    v2 = register(registry, tmp, seed=0, interface=interface)
+    v2 = register_version(registry, tmp, seed=0, interface=interface)
     registry.set_alias(CHALLENGER, v2)
     meta = materialize(registry, target)
     assert meta["traffic"] == {"main": 90, "canary": 10}

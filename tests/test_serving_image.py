@@ -12,7 +12,6 @@ problem.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -22,17 +21,12 @@ import requests
 
 from seldon import manifest as mf
 from seldon.model import FraudModel
+from seldon.runtime import free_port
 from testkit.artifacts import build_artifact, sample_rows
 from testkit.images import docker, require_image
 from testkit.s3 import CREDENTIALS, moto_s3
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ class Predictor:
     """One predictor container; `name` for `docker logs` / `rm`."""
 
     def __init__(self, stack, uri: str):
-        self.name, self.port = f"driftline-serving-{uuid.uuid4().hex[:8]}", _free_port()
+        self.name, self.port = f"driftline-serving-{uuid.uuid4().hex[:8]}", free_port()
         spec = mf.render(
             "fraud",
             "default",
@@ -62,8 +56,8 @@ class Predictor:
             **mf.container_env(spec),  # MODEL_NAME, SERVICE_TYPE, GUNICORN_WORKERS, ...
             "PREDICTIVE_UNIT_PARAMETERS": json.dumps(spec["graph"]["parameters"]),
             "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(self.port),
-            "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(_free_port()),
-            "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(_free_port()),
+            "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(free_port()),
+            "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(free_port()),
             **CREDENTIALS,  # a Secret's keys (driftline-model-store) in a cluster
         }
         args = ["run", "-d", "--network", "host", "--read-only", "--tmpfs", "/tmp", "--name", self.name]

@@ -18,7 +18,6 @@ profile, to the same stores, so the training window has history.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -27,8 +26,17 @@ import pytest
 
 from driftline.pipeline import pick, run_data_plane
 from resources.profiles import dagster_instance_yaml, k8s_resources
+from seldon.runtime import free_port
 from testkit.images import docker, require_image
+from testkit.postgres import SA_PG, sql
 from testkit.s3 import CREDENTIALS, moto_s3
+from testkit.worlds import (
+    PRODUCTION_RUN_DAY,
+    PRODUCTION_RUN_HISTORY,
+    PRODUCTION_RUN_LABEL_DAYS,
+    PRODUCTION_RUN_TRAINING,
+    PRODUCTION_RUN_WORLD,
+)
 
 pytestmark = [
     pytest.mark.container,
@@ -42,48 +50,10 @@ pytestmark = [
     ),
 ]
 
-PG = "postgresql://postgres@127.0.0.1:5432"
-SA_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-HOST_DAYS = [f"2026-10-{d:02d}" for d in range(1, 8)]
-CONTAINER_DAY = "2026-10-08"
-# Chargebacks arrive about nine days after the payment: the labels of the following week are
-# what lets the evaluation gate judge the model (training's cutoff is after them).
-LABEL_DAYS = [f"2026-10-{d:02d}" for d in range(9, 16)]
-CUTOFF = "2026-10-16T00:00:00"
+HOST_DAYS, CONTAINER_DAY, LABEL_DAYS = PRODUCTION_RUN_HISTORY, PRODUCTION_RUN_DAY, PRODUCTION_RUN_LABEL_DAYS
 IMAGE_UID = 10001
-WORLD = {
-    "DRIFTLINE_SYNTH_SEED": "11",
-    "DRIFTLINE_SYNTH_USERS": "800",
-    "DRIFTLINE_SYNTH_MERCHANTS": "150",
-    "DRIFTLINE_SYNTH_EVENTS_PER_DAY": "1500",
-    "DRIFTLINE_SYNTH_FRAUD_RATE": "0.03",
-}
+WORLD, TRAINING_CONFIG = PRODUCTION_RUN_WORLD, PRODUCTION_RUN_TRAINING
 DATA_PLANE = "raw_transactions,raw_labels,transaction_features,user_state,merchant_state,feast_registry,online_features"
-TRAINING_CONFIG = {
-    "ops": {
-        "training_set": {"config": {"window_days": 6, "maturity_days": 8, "cutoff": CUTOFF}},
-        "fraud_model": {"config": {"max_epochs": 20, "patience": 5}},
-    }
-}
-
-
-def _sql(db: str, sql: str) -> list[tuple]:
-    import psycopg2
-
-    con = psycopg2.connect(f"{PG}/{db}")
-    con.autocommit = True
-    try:
-        cur = con.cursor()
-        cur.execute(sql)
-        return cur.fetchall() if cur.description else []
-    finally:
-        con.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +64,7 @@ def stack(tmp_path_factory):
     suffix = uuid.uuid4().hex[:10]
     dagster_db, mlflow_db = f"driftline_ct_dagster_{suffix}", f"driftline_ct_mlflow_{suffix}"
     for db in (dagster_db, mlflow_db):
-        _sql("postgres", f'CREATE DATABASE "{db}"')
+        sql("postgres", f'CREATE DATABASE "{db}"')
     root = tmp_path_factory.mktemp("user_code_image")
     home, data = root / "dagster_home", root / "data"
     home.mkdir()
@@ -135,7 +105,7 @@ def stack(tmp_path_factory):
     for key in client.scan_iter(match=f"*{project}".encode(), count=1000):
         client.delete(key)
     for db in (dagster_db, mlflow_db):
-        _sql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        sql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def _container_args(stack, name: str | None = None) -> list[str]:
@@ -163,11 +133,11 @@ def _run_in_image(stack, *command: str, timeout: float = 900) -> subprocess.Comp
 
 
 def _runs(db: str) -> dict[str, str]:
-    return dict(_sql(db, "select run_id, status from runs"))
+    return dict(sql(db, "select run_id, status from runs"))
 
 
 def test_code_location_serves_over_grpc_and_answers_the_health_check(stack):
-    port, name = _free_port(), f"driftline-ct-grpc-{uuid.uuid4().hex[:6]}"
+    port, name = free_port(), f"driftline-ct-grpc-{uuid.uuid4().hex[:6]}"
     command = ["dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(port), "--module-name", "definitions"]
     docker("run", "-d", "--rm", *_container_args(stack, name), stack["image"], *command)
     try:
@@ -261,7 +231,7 @@ def test_one_partition_and_one_training_run_succeed_in_the_image(stack, material
     assert len(materialized["data_plane_runs"]) == 1 and len(materialized["training_runs"]) == 1
     for run_id in materialized["data_plane_runs"] + materialized["training_runs"]:
         assert runs[run_id] == "SUCCESS"
-    events = _sql(
+    events = sql(
         stack["dagster_db"],
         "select run_id, asset_key, partition from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'",
     )
@@ -279,10 +249,10 @@ def test_records_land_in_postgres_redis_and_the_bucket(stack, materialized):
     assert any(f"date={CONTAINER_DAY}" in k for k in s3.keys("lake/raw_transactions/"))
     assert any(f"date={CONTAINER_DAY}" in k for k in s3.keys("lake/transaction_features/"))
     # MLflow: the registered version in Postgres, its artifacts in the bucket
-    versions = _sql(stack["mlflow_db"], "select name, version, storage_location from model_versions")
+    versions = sql(stack["mlflow_db"], "select name, version, storage_location from model_versions")
     assert len(versions) == 1 and versions[0][2].startswith(f"s3://{s3.bucket}/mlartifacts/"), versions
     assert any(k.endswith("feature_schema.json") for k in s3.keys("mlartifacts/"))
-    assert _sql(stack["mlflow_db"], "select alias from registered_model_aliases") == [("champion",)]
+    assert sql(stack["mlflow_db"], "select alias from registered_model_aliases") == [("champion",)]
     # Feast's online store: keys of this project in Redis, written by the container's run
     import redis
 
