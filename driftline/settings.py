@@ -156,7 +156,7 @@ _SETTINGS = (
     ),
     # ---------------------------------------------------------------- demo and tests
     Setting("DRIFTLINE_DEMO_PROFILE", "full", "`make demo`'s size profile"),
-    Setting("DRIFTLINE_SHARED_DIR", None, "tests and CI: the machines' shared folder (schemas/, k8s/) (unset: ../shared)"),
+    Setting("DRIFTLINE_SHARED_DIR", None, "tests and CI: the shared folder with schemas/ and k8s/ (unset: ../shared)"),
 )
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
