@@ -341,6 +341,19 @@ def jobs(cluster: Cluster, namespace: str, run_id: str) -> list[Any]:
     return list(batch.list_namespaced_job(namespace, label_selector=f"dagster/run-id={run_id}").items)
 
 
+def finished_jobs(cluster: Cluster, namespace: str, run_id: str, timeout_s: float = 180) -> list[Any]:
+    """The run's Jobs once each has completed or failed. Dagster records the run's end from
+    inside its pod, before the process exits and Kubernetes marks the Job complete."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = jobs(cluster, namespace, run_id)
+        if found and all(j.status.succeeded or j.status.failed for j in found):
+            return found
+        if time.monotonic() > deadline:
+            return found  # the caller's assertions say which Job is still active
+        time.sleep(2)
+
+
 def pods(cluster: Cluster, namespace: str, run_id: str) -> list[Any]:
 
     core = cluster.api("CoreV1Api")

@@ -450,7 +450,7 @@ def runs(stack, history):
         started = time.monotonic()
         run_id = _launch(stack, job, **kwargs)
         status = _wait(stack, run_id)
-        jobs = kc.jobs(stack["cluster"], stack["namespace"], run_id)
+        jobs = kc.finished_jobs(stack["cluster"], stack["namespace"], run_id)
         out[job] = {"run_id": run_id, "status": status, "seconds": round(time.monotonic() - started), "jobs": jobs}
         names = sorted(j.metadata.name for j in jobs)
         print(f"\n{job}: run {run_id} {status} in {out[job]['seconds']} s; Jobs {names}")
