@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import deployment, evaluation, feature_store, features, ingestion, monitoring, training
+from assets import conventions, deployment, evaluation, feature_store, features, ingestion, monitoring, training
+from assets.freshness import freshness_checks, freshness_sensor
 from driftline import settings
 from resources import CanaryPolicy, LandingFolderEventSource, resources_for_env
 from sensors.canary import build_canary_sensor, canary_rollout_job
@@ -21,6 +22,9 @@ CANARY_POLICY = CanaryPolicy()
 RESOURCES = resources_for_env(SETTINGS.env, canary=CANARY_POLICY)
 
 ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment, monitoring]
+# Every asset with its column schema, owners and code references (assets/conventions.py).
+ASSETS = conventions.apply(dg.load_assets_from_modules(ASSET_MODULES))
+FRESHNESS_CHECKS = freshness_checks()
 
 data_plane_job = dg.define_asset_job(
     "data_plane_job",
@@ -73,11 +77,16 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED,
 )
 
+freshness_checks_sensor = freshness_sensor(
+    FRESHNESS_CHECKS,
+    dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED,
+)
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+    assets=ASSETS,
+    asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *FRESHNESS_CHECKS],
     jobs=[data_plane_job, training_job, retrain_job, canary_rollout_job],
-    sensors=[landing_sensor, drift_sensor, canary_sensor, automation_sensor],
+    sensors=[landing_sensor, drift_sensor, canary_sensor, automation_sensor, freshness_checks_sensor],
     resources=RESOURCES,
     executor=_executor(),
 )

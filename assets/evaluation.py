@@ -1,5 +1,9 @@
 """`model_evaluation`: challenger against champion and a simple baseline on the same, later-in-
-time test split. Its blocking check keeps a worse model away from users."""
+time test split. Its blocking check keeps a worse model away from users.
+
+Each model is scored on its own feature service's frame of the test split (a fraud_model_v2
+challenger against a fraud_model_v1 champion): the same rows, in the same order, with the
+features each would be served."""
 
 import math
 import tempfile
@@ -93,11 +97,14 @@ def baseline_scores(train, test, schema):
     return model.predict_proba(x_test)[:, 1]
 
 
-def version_scores(registry: MlflowRegistry, version: str, frame):
+def version_scores(registry: MlflowRegistry, version: str, split: str, read_split):
+    """(scores, schema) of a registered version on `split` of ITS feature service's frame.
+    `read_split(service, split)` returns that frame."""
     from seldon.artifact import ServingModel
 
     with tempfile.TemporaryDirectory() as tmp:
         model = ServingModel(registry.serving_artifact(version, tmp))
+        frame = read_split(model.feature_service, split)
         columns = {c: frame[c].to_numpy() for c in model.schema.feature_names if c in frame.columns}
         return model.score_columns(columns), model.schema
 
@@ -128,17 +135,26 @@ def model_evaluation(
     if challenger is None:
         raise ValueError(f"no version of {mlflow_registry.model_name} has the alias {CHALLENGER!r}: train first")
     champion = mlflow_registry.version_for_alias(CHAMPION)
-    frames = read_splits(lake)
-    test = frames["test"]
+    frames: dict[str, dict] = {}
+
+    def read_split(service: str, split: str):
+        if service not in frames:
+            frames[service] = read_splits(lake, service)
+        return frames[service][split]
+
+    chal_scores, schema = version_scores(mlflow_registry, challenger.version, "test", read_split)
+    test = read_split(schema.feature_service, "test")
     y = test[LABEL].to_numpy()
-    chal_scores, schema = version_scores(mlflow_registry, challenger.version, test)
+    services = {"challenger": schema.feature_service}
     rows = {"challenger": summary(y, chal_scores, config.fpr)}
     champion_se = 0.0
     if champion is not None and champion.version != challenger.version:
-        champ_scores = version_scores(mlflow_registry, champion.version, test)[0]
+        champ_scores, champ_schema = version_scores(mlflow_registry, champion.version, "test", read_split)
+        _same_rows(test, read_split(champ_schema.feature_service, "test"))
+        services["champion"] = champ_schema.feature_service
         rows["champion"] = summary(y, champ_scores, config.fpr)
         champion_se = paired_bootstrap_se(y, chal_scores, champ_scores, config.bootstrap_rounds)
-    base_scores = baseline_scores(frames["train"], test, schema)
+    base_scores = baseline_scores(read_split(schema.feature_service, "train"), test, schema)
     rows["baseline"] = summary(y, base_scores, config.fpr)
     baseline_se = paired_bootstrap_se(y, chal_scores, base_scores, config.bootstrap_rounds)
     champ_pr = rows["champion"]["pr_auc"] if "champion" in rows else None
@@ -159,7 +175,7 @@ def model_evaluation(
         mlflow_registry.drop_challenger()
         action = f"v{challenger.version} rejected; champion {f'v{champion.version}' if champion else 'none'} unchanged"
     context.log.info(f"{action}: {reason}")
-    table = _markdown(rows)
+    table = _markdown(rows, services)
     return dg.MaterializeResult(
         metadata={
             "decision": "pass" if passed else "reject",
@@ -167,6 +183,7 @@ def model_evaluation(
             "action": action,
             "challenger_version": str(challenger.version),
             "champion_version": str(champion.version) if champion else "none",
+            **{f"{who}_feature_service": service for who, service in services.items()},
             "metrics": dg.MetadataValue.md(table),
             "baseline_difference_se": baseline_se,
             "champion_difference_se": champion_se,
@@ -183,9 +200,18 @@ def model_evaluation(
     )
 
 
-def _markdown(rows: dict[str, dict[str, float]]) -> str:
+def _same_rows(a, b) -> None:
+    """Two services' test frames must hold the same rows in the same order (paired comparison)."""
+    if len(a) != len(b) or not (a["event_id"].to_numpy() == b["event_id"].to_numpy()).all():
+        raise ValueError("the feature services' test splits differ: re-materialize training_set")
+
+
+def _markdown(rows: dict[str, dict[str, float]], services: dict[str, str] | None = None) -> str:
+    """Metrics by model; a model's column names its feature service when known."""
     names = list(next(iter(rows.values())))
-    lines = ["| metric | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    services = services or {}
+    heads = [f"{w} ({services[w]})" if w in services else w for w in rows]
+    lines = ["| metric | " + " | ".join(heads) + " |", "|---" * (len(rows) + 1) + "|"]
     for m in names:
         lines.append(f"| {m} | " + " | ".join(f"{rows[w][m]:.4f}" for w in rows) + " |")
     return "\n".join(lines)

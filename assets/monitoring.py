@@ -1,5 +1,6 @@
-"""Monitoring: `drift_report` (the prediction log's inputs against the champion's training
-features, Evidently) and `model_performance` (the champion's PR-AUC once delayed labels arrive).
+"""Monitoring: `drift_report` (the feature rows the model scored and its scores, from the
+prediction log, against the champion's training features and its scores of them, Evidently),
+its WARN asset check, and `model_performance` (the champion's PR-AUC once delayed labels arrive).
 
 The prediction log is written by the ingress, outside Dagster: `prediction_log` is an external
 asset so the lineage shows where the monitored data comes from.
@@ -11,18 +12,23 @@ import dataclasses
 import datetime as dt
 import math
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from driftline import settings
+from driftline.spec import FEATURE_SERVICE
 from monitoring.data import (
     LOG_TABLE,
+    champion_model,
+    model_features,
     performance_rows,
     read_prediction_window,
     reference_frame,
     report_dir,
     report_rows,
+    with_scores,
 )
 from monitoring.drift import DriftConfig
 from resources.lake import Lake
@@ -30,6 +36,7 @@ from resources.mlflow_registry import CHAMPION, MlflowRegistry
 from resources.warehouse import Warehouse
 
 from .partitions import daily_partitions, parse_day
+from .training import TRAINING_TABLES
 
 DRIFT_TABLE, PERFORMANCE_TABLE = "drift_report", "model_performance"
 # Labels arrive 1-60 days after the transaction (median 9): a prediction day is judged once its
@@ -90,10 +97,10 @@ def drift_report(
     mlflow_registry: MlflowRegistry,
     warehouse: Warehouse,
 ) -> dg.MaterializeResult:
-    """Drift of the day's served inputs against the champion's training features (Evidently)."""
+    """Drift of the day's scored feature rows and scores against the champion's training features
+    and its scores of them (Evidently)."""
     import pyarrow as pa
 
-    from ml.features import CATEGORICAL, NUMERIC
     from monitoring.drift import drift_decision
 
     day = context.partition_key
@@ -102,8 +109,14 @@ def drift_report(
         raise ValueError(f"no {CHAMPION} version of {mlflow_registry.model_name}: nothing to compare against")
     version = str(champion.version)
     cfg = config.drift_config()
-    reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap)
-    features = ([c for c in CATEGORICAL if c not in config.exclude], [n for n in NUMERIC if n not in config.exclude])
+    with tempfile.TemporaryDirectory() as tmp:
+        model = champion_model(mlflow_registry, version, tmp)
+    service = getattr(model, "feature_service", None) or FEATURE_SERVICE
+    table = TRAINING_TABLES.get(service, TRAINING_TABLES[FEATURE_SERVICE])  # the champion's training frame
+    reference, source = reference_frame(lake, mlflow_registry, version, config.reference_cap, table=table)
+    reference = with_scores(lake, version, reference, model)
+    cats, nums = model_features(model)
+    features = ([c for c in cats if c not in config.exclude], [n for n in nums if n not in config.exclude])
     current, total = read_prediction_window(lake, config.log_days or [day], *features)
     meta = {
         "reference_model_version": version,
@@ -118,12 +131,20 @@ def drift_report(
         return dg.MaterializeResult(
             metadata={**meta, "drifted": False, "share_drifted": 0.0, "reason": "no predictions in the window"}
         )
-    # Raw requests carry only the transaction; features the log never saw cannot be judged, so the
-    # drift share is taken over the features present in the window.
+    # The log keeps the row the model scored, so every model input is in the window; a feature no
+    # row carried (a log written before it kept the model's rows) cannot be judged: the drift share
+    # is taken over the columns present, and the rest are named. The champion's score distribution
+    # is judged with them when the reference could be scored.
     present = [c for c in current.columns if current[c].notna().any()]
     unmonitored = [f for group in features for f in group if f not in present]
-    features = ([c for c in features[0] if c in present], [n for n in features[1] if n in present])
+    monitored_score = "score" in present and "score" in reference
+    features = (
+        [c for c in features[0] if c in present],
+        [n for n in features[1] if n in present] + (["score"] if monitored_score else []),
+    )
     meta["unmonitored_features"] = dg.MetadataValue.json(unmonitored)
+    meta["monitored_features"] = dg.MetadataValue.json([f for group in features for f in group])
+    meta["score_monitored"] = monitored_score
     html: Path | str | None = None
     report_url = ""  # set with html
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,6 +182,43 @@ def drift_report(
     if html is not None:
         meta |= {"report": dg.MetadataValue.path(str(html)), "report_url": dg.MetadataValue.url(report_url)}
     return dg.MaterializeResult(metadata=meta)
+
+
+# Dagster 1.13 calls a partitioned check "preview" and warns at every import of the definitions.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+
+    @dg.asset_check(
+        asset=drift_report,
+        name="served_inputs_within_drift_limits",
+        partitions_def=daily_partitions,
+        description="WARN when the day's drift report found the window drifted (drift_share of the monitored "
+        "features and the score beyond their thresholds). Informational: the drift sensor decides on retraining.",
+    )
+    def drift_check(context: dg.AssetCheckExecutionContext, lake: Lake) -> dg.AssetCheckResult:
+        """The day's `drift_report` rows in the lake: passed unless the window drifted (WARN)."""
+        day = context.partition_key
+        url = lake.partition_url(DRIFT_TABLE, day)
+        if not lake.exists(url):
+            return dg.AssetCheckResult(
+                passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"reason": f"no drift report rows for {day}"}
+            )
+        rows = lake.read_partition(DRIFT_TABLE, day).to_pylist()
+        drifted = [r["feature"] for r in rows if r["feature_drifted"]]
+        window = bool(rows) and bool(rows[0]["window_drifted"])
+        share = float(rows[0]["share_drifted"]) if rows else 0.0
+        return dg.AssetCheckResult(
+            passed=not window,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{share:.0%} of {len(rows)} monitored columns drifted"
+            + (f" ({', '.join(drifted)})" if drifted else ""),
+            metadata={
+                "share_drifted": share,
+                "drifted_features": dg.MetadataValue.json(drifted),
+                "monitored": dg.MetadataValue.int(len(rows)),
+                "reference_model_version": str(rows[0]["reference_model_version"]) if rows else "",
+            },
+        )
 
 
 class PerformanceConfig(dg.Config):

@@ -1,5 +1,11 @@
 """`training_set` (point-in-time, through Feast) and `fraud_model` (Lightning, tracked in MLflow,
-registered with the alias `challenger`)."""
+registered with the alias `challenger`).
+
+`training_set` writes one frame per feature service, row for row the same transactions, labels
+and splits: `fraud_model_v1`'s (daily snapshots, as Feast served them) and `fraud_model_v2`'s
+(exact event-time velocity from `transaction_features`, the rest as in v1). `fraud_model` trains
+on the service its config names, and the evaluation scores each model on its own service's frame
+of the same test rows."""
 
 import datetime as dt
 import json
@@ -10,11 +16,14 @@ from pathlib import Path
 import dagster as dg
 
 from deployment.k8s_config import ASSET_OP_TAGS
+from driftline import spec
 from resources.feast_store import FeastStore
 from resources.lake import Lake
 from resources.mlflow_registry import CHALLENGER, MlflowRegistry
 
 TRAINING_TABLE = "training_set"
+# The lake table of each feature service's training frame (v1 keeps the original name).
+TRAINING_TABLES = {spec.FEATURE_SERVICE: TRAINING_TABLE, spec.FEATURE_SERVICE_V2: f"{TRAINING_TABLE}_v2"}
 
 
 class TrainingSetConfig(dg.Config):
@@ -25,9 +34,12 @@ class TrainingSetConfig(dg.Config):
     test_fraction: float = 0.2
 
 
-def split_path(lake: Lake, split: str) -> str:
-    """URL of a split's file: `<lake>/training_set/split=<split>/data.parquet` (a path or s3://...)."""
-    return lake.partition_url(TRAINING_TABLE, split, key="split")
+def split_path(lake: Lake, split: str, service: str = spec.FEATURE_SERVICE) -> str:
+    """URL of a split's file: `<lake>/training_set/split=<split>/data.parquet` (a path or s3://...);
+    `training_set_v2/...` for fraud_model_v2's frame."""
+    if service not in TRAINING_TABLES:
+        raise ValueError(f"unknown feature service {service!r}; known: {', '.join(TRAINING_TABLES)}")
+    return lake.partition_url(TRAINING_TABLES[service], split, key="split")
 
 
 def _newest_feature_day(lake: Lake) -> dt.date:
@@ -50,7 +62,14 @@ def training_set(
     labels known at the cutoff; split by time into train / val / test."""
     import pyarrow as pa
 
-    from ml.dataset import assign_splits, known_labels, load_transactions, window_for
+    from ml.dataset import (
+        assign_splits,
+        known_labels,
+        load_stream_features,
+        load_transactions,
+        service_frame,
+        window_for,
+    )
     from ml.features import LABEL
 
     cutoff = dt.datetime.fromisoformat(config.cutoff) if config.cutoff else None
@@ -59,11 +78,16 @@ def training_set(
     frame = feast.training_frame(tx)
     frame[LABEL] = frame["event_id"].isin(known_labels(lake, window)).astype("int8")
     frame["split"] = assign_splits(frame["event_ts"], config.val_fraction, config.test_fraction)
+    stream = load_stream_features(lake, window)
     stats = {}
+    for service in TRAINING_TABLES:
+        by_service = service_frame(frame, stream, service)
+        for split, part in by_service.groupby("split", sort=False):
+            lake.write_partition_file(
+                split_path(lake, str(split), service),
+                pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False),
+            )
     for split, part in frame.groupby("split", sort=False):
-        lake.write_partition_file(
-            split_path(lake, str(split)), pa.Table.from_pandas(part.drop(columns="split"), preserve_index=False)
-        )
         stats[split] = {
             "rows": len(part),
             "fraud_rate": round(float(part[LABEL].mean()), 5),
@@ -79,6 +103,7 @@ def training_set(
             "window": f"[{window.start:%Y-%m-%d}, {window.end:%Y-%m-%d})",
             "labels_known_before": window.cutoff.isoformat(),
             "feature_partitions": dg.MetadataValue.json(window.days()),
+            "feature_services": dg.MetadataValue.json(dict(TRAINING_TABLES)),
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
         }
     )
@@ -91,6 +116,9 @@ class TrainingConfig(dg.Config):
     batch_size: int | None = None  # None: the rule per accelerator and data size (docs/training.md)
     learning_rate: float = 5e-3  # at batch 512; the rule scales it with the batch (with warm-up)
     accelerator: str = "auto"
+    # The feature service the model is trained on and will be served from (the one home of this
+    # choice). New training uses the fresh features; "fraud_model_v1" trains on daily snapshots.
+    feature_service: str = spec.FEATURE_SERVICE_V2
 
 
 def git_commit() -> str:
@@ -110,12 +138,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def read_splits(lake: Lake):
-
-    missing = [s for s in ("train", "val", "test") if not lake.exists(split_path(lake, s))]
+def read_splits(lake: Lake, service: str = spec.FEATURE_SERVICE):
+    """train / val / test frames of `service` (the same rows for every service)."""
+    missing = [s for s in ("train", "val", "test") if not lake.exists(split_path(lake, s, service))]
     if missing:
-        raise ValueError(f"training_set lacks splits {missing}: materialize training_set first")
-    return {s: lake.read_pandas(split_path(lake, s)) for s in ("train", "val", "test")}
+        raise ValueError(f"training_set lacks {service} splits {missing}: materialize training_set first")
+    return {s: lake.read_pandas(split_path(lake, s, service)) for s in ("train", "val", "test")}
 
 
 @dg.asset(
@@ -132,12 +160,20 @@ def fraud_model(
     """Trains the network, logs the run to MLflow, registers the version as `challenger`."""
     from ml.dataset import encode_split
     from ml.export import export_artifact
-    from ml.features import CATEGORICAL, FILL, NUMERIC
+    from ml.features import inputs_for
     from ml.lightning_model import TrainConfig, evaluate, train
     from ml.schema_fit import fit_schema
 
-    frames = read_splits(lake)
-    schema = fit_schema(frames["train"], CATEGORICAL, NUMERIC, FILL, mlflow_registry.model_name)
+    inputs = inputs_for(config.feature_service)
+    frames = read_splits(lake, inputs.service)
+    schema = fit_schema(
+        frames["train"],
+        inputs.categorical,
+        inputs.numeric,
+        inputs.fill,
+        mlflow_registry.model_name,
+        feature_service=inputs.service,
+    )
     splits = {name: encode_split(schema, f) for name, f in frames.items()}
     cfg = TrainConfig(
         seed=config.seed,
@@ -153,6 +189,7 @@ def fraud_model(
             {
                 **{k: v for k, v in cfg.__dict__.items() if k != "extra"},
                 "n_train": len(frames["train"]),
+                "feature_service": inputs.service,
                 "features": ",".join(schema.feature_names),
             }
         )
@@ -160,6 +197,7 @@ def fraud_model(
             {
                 "dagster_run_id": context.run.run_id,
                 "git_commit": git_commit(),
+                "feature_service": inputs.service,
                 "training_window": json.dumps(_split_ranges(frames)),
                 "training_partitions": json.dumps(_partitions(frames)),
             }
@@ -183,7 +221,7 @@ def fraud_model(
         val_metrics = evaluate(result.module, splits["val"], cfg.fpr, device=device)
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"val_{k}": v for k, v in val_metrics.items() if k != "pr_auc"})
-        mlflow.log_dict({"features": schema.feature_names}, "feature_list.json")
+        mlflow.log_dict({"feature_service": inputs.service, "features": schema.feature_names}, "feature_list.json")
         with tmp:
             artifact = export_artifact(result.module.net, schema, Path(tmp.name) / "serving")
             info = mlflow.pyfunc.log_model(
@@ -194,19 +232,24 @@ def fraud_model(
                 pip_requirements=["torch==2.13.0", "numpy"],
             )
         version = mlflow.register_model(
-            info.model_uri, mlflow_registry.model_name, tags={"dagster_run_id": context.run.run_id}
+            info.model_uri,
+            mlflow_registry.model_name,
+            tags={"dagster_run_id": context.run.run_id, "feature_service": inputs.service},
         ).version
         mlflow_registry.set_alias(CHALLENGER, version)
         client = mlflow.MlflowClient()
         client.set_model_version_tag(
             mlflow_registry.model_name, version, "test_pr_auc", f"{test_metrics['pr_auc']:.5f}"
         )
-    context.log.info(f"registered {mlflow_registry.model_name} v{version} as {CHALLENGER}: {test_metrics}")
+    context.log.info(
+        f"registered {mlflow_registry.model_name} v{version} ({inputs.service}) as {CHALLENGER}: {test_metrics}"
+    )
     return dg.MaterializeResult(
         metadata={
             "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(exp_id, run.info.run_id)),
             "mlflow_run_id": run.info.run_id,
             "model_version": dg.MetadataValue.text(str(version)),
+            "feature_service": inputs.service,
             "test_pr_auc": test_metrics["pr_auc"],
             "test_roc_auc": test_metrics["roc_auc"],
             "test_recall_at_1pct_fpr": test_metrics["recall_at_fpr_0.01"],

@@ -2,7 +2,7 @@
 
     driftline token [--scope predict] [--subject NAME] [--ttl-s 3600]
     driftline endpoint [--scope predict] [--ttl-s 3600] [--manifest PATH]
-    driftline demo [--profile full|ci] [--scenario covariate|concept]     (make demo)
+    driftline demo [--profile full|ci] [--scenario covariate|concept] [--verbose]   (make demo)
     driftline dev [--host 127.0.0.1] [--port 3000]                        (make dev)
     driftline stream setup|publish|sink|dead-letters                      (make stream)
 
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev_cmd = commands.add_parser(
         "dev",
-        help="the Dagster UI and daemon plus the serving stack (make dev)",
+        help="the Dagster UI and daemon, the MLflow UI, the drift reports and the serving stack (make dev)",
         description=dev.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,6 +5,10 @@ serving stack -> live traffic through the ingress with a JWT -> the world drifts
 report fires `drift_sensor` in the Dagster daemon -> retraining -> the challenger as a canary ->
 `canary_sensor` promotes it or rolls it back. Prints the timeline and where to look, then stops
 what it started. Each run starts from a clean demo state, so running it twice is safe.
+
+The terminal shows the timeline only, with a progress bar over the long steps (days ingested,
+training epochs); Dagster's event stream and everything else the run prints go to a log file
+named at the end (`--verbose`: shown live instead).
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from driftline.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 # The demo's world is WorldConfig's default (resources/synthetic/config.py) with more fraud, so
@@ -41,19 +49,89 @@ CLEAN = [
     "dagster_home/logs",
 ]
 SCENARIOS = ["covariate", "concept"]
+LOG_FILE = "demo.log"  # under the data dir: Dagster's event stream and the rest of the output
+EPOCH_LINE = re.compile(r"^epoch (\d+):")  # fraud_model's per-epoch log line (ml/lightning_model.py)
+
+Poll = Callable[[], tuple[int, int]]
 
 
 class Timeline:
-    """The demo's log: each line stamped with the seconds since the demo started."""
+    """The demo's log: each line stamped with the seconds since the demo started. A line that
+    starts a long step (a key of `progress`) gets a progress bar until the next line."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None, progress: dict[str, tuple[str, Poll]] | None = None) -> None:
         self.t0, self.lines = time.time(), []
+        self.console, self.progress = console, progress or {}
 
     def __call__(self, text: str, at: float | None = None) -> None:
         """Print `text` stamped with seconds since the start (or since `at`, a wall-clock time)."""
         line = f"[{(at or time.time()) - self.t0:6.1f} s] {text}"
         self.lines.append(line)
-        print(line, flush=True)
+        if self.console is None:
+            print(line, flush=True)
+            return
+        self.console.line(line)
+        for prefix, (label, poll) in self.progress.items():
+            if text.startswith(prefix):
+                self.console.track(label, poll)
+
+
+def _instance(cache: list):
+    """The Dagster instance of the polls: one per step, made on the first poll (in its thread)."""
+    import dagster as dg
+
+    if not cache:
+        cache.append(dg.DagsterInstance.get())
+    return cache[0]
+
+
+def _materialized(instance, key: str) -> int:
+    import dagster as dg
+
+    return len(instance.get_materialized_partitions(dg.AssetKey(key)))
+
+
+def days_ingested(days: int) -> Poll:
+    """Raw days landed, then daily snapshots taken, out of both (a clean demo starts at 0)."""
+    instances: list = []
+
+    def poll() -> tuple[int, int]:
+        instance = _instance(instances)
+        return _materialized(instance, "raw_transactions") + _materialized(instance, "user_state"), 2 * days
+
+    return poll
+
+
+def training_epochs() -> Poll:
+    """Epochs fraud_model has logged in the running training run (the demo's runs have no asset
+    selection to find it by; only fraud_model logs `epoch N:` lines), out of its max_epochs (early
+    stopping ends sooner: the next timeline line then closes the bar)."""
+    instances: list = []
+
+    def poll() -> tuple[int, int]:
+        import dagster as dg
+
+        from assets.training import TrainingConfig
+
+        instance = _instance(instances)
+        total = TrainingConfig().max_epochs
+        runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=5)
+        return max((_epochs_logged(instance, r.run_id) for r in runs), default=0), total
+
+    return poll
+
+
+def _epochs_logged(instance, run_id: str) -> int:
+    """Distinct epochs a run has logged `epoch N:` lines for (only fraud_model logs them)."""
+    return len({m.group(1) for e in instance.all_logs(run_id) if (m := EPOCH_LINE.match(e.user_message or ""))})
+
+
+def progress_steps(profile: dict) -> dict[str, tuple[str, Poll]]:
+    """The long steps of the timeline (loop.py): the line that starts each -> its bar."""
+    return {
+        "1. ": ("days ingested, then snapshotted", days_ingested(profile["days"])),
+        "   raw events validated": ("training epochs", training_epochs()),
+    }
 
 
 def configure(profile: dict, data_dir: Path, scenario: str, today: dt.date) -> dict:
@@ -116,6 +194,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="covariate",
         help="how the world drifts on the last day (default: %(default)s)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help=f"show Dagster's event stream and all other output live (default: to <data dir>/{LOG_FILE})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,4 +213,16 @@ def run(args: argparse.Namespace) -> int:
     today = dt.date.today()
     env = configure(profile, data_dir, args.scenario, today)
     clean(data_dir)
-    return run_loop(profile, data_dir, env, today, Timeline())
+    log_path = data_dir / LOG_FILE
+    with Console(log_path, verbose=args.verbose) as console:
+        timeline = Timeline(console, progress_steps(profile))
+        status = 1
+        try:
+            status = run_loop(profile, data_dir, env, today, timeline)
+        finally:
+            if not args.verbose:
+                daemon_log = data_dir / "dagster_home" / "daemon.log"
+                timeline(f"Dagster's event stream and all other output: {log_path} (the daemon's: {daemon_log})")
+                if status != 0:
+                    console.line(f"--- the last lines of {log_path}:\n{console.tail()}")
+    return status

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from driftline import spec
 from driftline.pipeline import pick as _pick
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
         log(f"1. {len(days)} days of normal traffic ({days[0]}..{days[-1]}) from {source.describe()}")
         run_data_plane(assets, resources, days, instance=instance, tags=tags)
         log("   raw events validated, features, daily snapshots, Feast online store loaded")
-        result = run_training(assets, resources, instance=instance, tags=tags)
+        # The first champion serves daily snapshots (fraud_model_v1); the drift retrain trains on v2.
+        first = {"ops": {"fraud_model": {"config": {"feature_service": spec.FEATURE_SERVICE}}}}
+        result = run_training(assets, resources, instance=instance, tags=tags, run_config=first)
         model, evaluation = _meta(result, "fraud_model"), _meta(result, "model_evaluation")
         log(
             f"2. fraud_model v{model.get('model_version')}: test PR-AUC {model.get('test_pr_auc', 0):.3f} "

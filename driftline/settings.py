@@ -66,6 +66,12 @@ _SETTINGS = (
         "4",
         "partitions per topic (events go to crc32(user_id) mod N); producers and consumers must agree",
     ),
+    Setting(
+        "DRIFTLINE_STREAM_OFFSETS_DIR",
+        None,
+        "the stream worker's per-partition offsets, shared by every worker (unset: <data dir>/stream/offsets)",
+    ),
+    Setting("DRIFTLINE_STREAM_FLUSH_MS", "200", "the stream worker's micro-batch: longest it waits before a push (ms)"),
     # The synthetic world: unset keeps WorldConfig's default (resources/synthetic/config.py).
     Setting("DRIFTLINE_SYNTH_SEED", None, "synthetic world: random seed"),
     Setting("DRIFTLINE_SYNTH_EVENTS_PER_DAY", None, "synthetic world: transactions a day"),
@@ -133,7 +139,12 @@ _SETTINGS = (
         secret=True,
     ),
     Setting("DRIFTLINE_MLFLOW_ARTIFACTS", None, "k8s: MLflow artifact root (unset: <data dir>/mlartifacts)"),
-    Setting("DRIFTLINE_MLFLOW_UI", "http://mlflow:5000", "k8s: MLflow UI, for links in metadata"),
+    Setting(
+        "DRIFTLINE_MLFLOW_UI",
+        None,
+        "MLflow UI, for links in metadata (unset: http://127.0.0.1:5000, where `make dev` serves it, or"
+        " http://mlflow:5000 under k8s)",
+    ),
     Setting("DRIFTLINE_REDIS", "redis-master:6379", "k8s: Feast online store, `host:port[,password=...]`", secret=True),
     Setting("DRIFTLINE_FEAST_PROJECT", "driftline", "k8s: Feast project (also the Redis key suffix)"),
     Setting("DRIFTLINE_SPARK_MASTER", "local[*]", "k8s: Spark master for features"),
@@ -154,7 +165,19 @@ _SETTINGS = (
         "step pods' requests under the k8s executor: `production` (the op tags: big requests, the GPU"
         " pool) or `small` (one small node: kind, minikube, the cluster tests; deployment/k8s_config.py)",
     ),
-    # ---------------------------------------------------------------- demo and tests
+    # ---------------------------------------------------------------- demo, dev and tests
+    Setting(
+        "DRIFTLINE_GIT_URL",
+        None,
+        "the repository's web URL (e.g. https://github.com/org/driftline): the UI links each asset to its code"
+        " there (unset: local file links only)",
+    ),
+    Setting("DRIFTLINE_GIT_BRANCH", "main", "the branch of DRIFTLINE_GIT_URL the code links point at"),
+    Setting(
+        "DRIFTLINE_REPORTS_URL",
+        "http://127.0.0.1:3030",
+        "where `make dev` serves the drift reports (the data dir's `reports/`) over http; drift_report links there",
+    ),
     Setting("DRIFTLINE_DEMO_PROFILE", "full", "`make demo`'s size profile"),
     Setting("DRIFTLINE_SHARED_DIR", None, "tests and CI: the shared folder with schemas/ and k8s/ (unset: ../shared)"),
 )
@@ -175,6 +198,8 @@ WORLD_FIELDS = {
 
 LOCAL_INGRESS_URL = "http://127.0.0.1:8080"  # seldon.ingress of the local runtime
 K8S_INGRESS_URL = "http://istio-ingressgateway.istio-system.svc.cluster.local"  # deployment/k8s/istio-auth.yaml
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # `make dev` serves the MLflow UI here
+K8S_MLFLOW_UI = "http://mlflow:5000"
 
 
 def get(name: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -303,7 +328,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         "s3_endpoint_url": get("DRIFTLINE_S3_ENDPOINT_URL", env),
         "s3_region": get("DRIFTLINE_S3_REGION", env),
         "mlflow_artifacts": get("DRIFTLINE_MLFLOW_ARTIFACTS", env) or f"{data_dir}/mlartifacts",
-        "mlflow_ui": get("DRIFTLINE_MLFLOW_UI", env),
+        "mlflow_ui": get("DRIFTLINE_MLFLOW_UI", env) or (K8S_MLFLOW_UI if k8s else LOCAL_MLFLOW_UI),
         "feast_project": get("DRIFTLINE_FEAST_PROJECT", env),
         "spark_master": get("DRIFTLINE_SPARK_MASTER", env),
         "feature_engine": _choice("DRIFTLINE_FEATURE_ENGINE", env, ("duckdb", "spark"), "spark" if k8s else "duckdb"),

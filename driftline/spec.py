@@ -221,6 +221,61 @@ ON_DEMAND_FEATURES: dict[str, str] = {
 SERVED_FEATURES: list[str] = [*USER_STATE_FEATURES, *MERCHANT_STATE_FEATURES, *ON_DEMAND_FEATURES]
 
 
+# ------------------------------------------------------------------------------- fresh features (v2)
+# The service of models trained on event-time velocity features kept fresh by the stream
+# worker (docs/streaming.md): the window is finished at read time for the request's t.
+FEATURE_SERVICE_V2 = "fraud_model_v2"
+# transaction_features' columns served exactly over `[t - w, t)` at request time t.
+STREAM_FEATURE_TYPES: dict[str, str] = {  # name -> Feast type name
+    **{user_txn_count(w): "Int64" for w in USER_WINDOWS},
+    **{user_amount_sum(w): "Float64" for w in USER_WINDOWS},
+    USER_DISTINCT_MERCHANTS: "Int64",
+    SECONDS_SINCE_PREV_TXN: "Float64",
+    COUNTRY_CHANGED: "Int64",
+}
+STREAM_FEATURES: list[str] = list(STREAM_FEATURE_TYPES)
+# Every feature of the fraud_model_v2 service, in service order (the v2 model's column order).
+SERVED_FEATURES_V2: list[str] = [
+    *STREAM_FEATURES,
+    AMOUNT_TO_USER_MEAN,  # snapshot-based, as in v1
+    *MERCHANT_STATE_FEATURES,  # daily snapshot, as in v1
+    HOUR_OF_DAY,
+    DAY_OF_WEEK,
+]
+# An event older than (the newest event seen for its user - ALLOWED_LATENESS) is late: it is
+# still applied when it arrives, but reads made before its arrival missed it.
+ALLOWED_LATENESS = dt.timedelta(minutes=10)
+ALLOWED_LATENESS_US = int(ALLOWED_LATENESS.total_seconds()) * US_PER_SECOND
+# A user's recent events are kept while `event_us >= newest - RECENT_RETENTION_US`, plus the
+# single latest evicted one (its time and country: "previous transaction" within LOOKBACK).
+RECENT_RETENTION = max((*USER_WINDOWS, DISTINCT_MERCHANTS), key=lambda w: w.seconds)
+RECENT_RETENTION_US = RECENT_RETENTION.micros + ALLOWED_LATENESS_US
+# The online store's per-user view of recent events, fed through a Feast PushSource whose
+# batch source is the lake table USER_RECENT_TABLE (may be empty), and the on-demand view
+# that finishes the windows for the request.
+USER_RECENT_VIEW = "user_recent"
+USER_RECENT_PUSH = "user_recent_push"
+USER_RECENT_TABLE = "user_recent"
+ON_DEMAND_VIEW_V2 = "fraud_stream_features"
+RECENT_TS = "event_timestamp"  # the push row's timestamp: the user's newest event time
+USER_RECENT_FIELDS: dict[str, str] = {  # name -> Feast type name
+    "recent_event_ids": "Array(String)",
+    "recent_event_us": "Array(Int64)",
+    "recent_amounts": "Array(Float64)",
+    "recent_merchants": "Array(Int64)",
+    "recent_countries": "Array(String)",
+    "evicted_us": "Int64",
+    "evicted_country": "String",
+}
+# Computed per request by the v2 on-demand view from the request, user_recent and user_state.
+ON_DEMAND_FEATURES_V2: dict[str, str] = {
+    **STREAM_FEATURE_TYPES,
+    AMOUNT_TO_USER_MEAN: "Float64",
+    HOUR_OF_DAY: "Int64",
+    DAY_OF_WEEK: "Int64",
+}
+
+
 def _check() -> None:
     """History must cover every window, or the engines' first rows would see too little."""
     longest = max(

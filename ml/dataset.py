@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from driftline import spec
 from seldon.artifact import FeatureSchema, encode_columns
 
 from .features import LABEL
@@ -45,6 +46,50 @@ def load_transactions(lake, window: Window) -> pd.DataFrame:
     cols = ", ".join(REQUEST_COLUMNS)
     with lake.duckdb_connect() as con:  # reads the lake's URLs, object-store lakes included
         return con.sql(f"select {cols} from read_parquet(?) order by event_ts, event_id", params=[files]).df()
+
+
+def load_stream_features(lake, window: Window) -> pd.DataFrame:
+    """event_id and the STREAM_FEATURES of the window's transactions, from `transaction_features`:
+    the offline, point-in-time definition of what the v2 online path serves at the event's time
+    (`[t - w, t)`, the event itself and anything later excluded)."""
+    files = lake.existing_partition_files("transaction_features", window.days())
+    if not files:
+        raise ValueError(f"no transaction_features partitions in {window.days()[0]}..{window.days()[-1]}")
+    cols = ", ".join(["event_id", *spec.STREAM_FEATURES])
+    with lake.duckdb_connect() as con:
+        return con.sql(f"select {cols} from read_parquet(?)", params=[files]).df()
+
+
+def service_frame(served: pd.DataFrame, stream: pd.DataFrame, service: str) -> pd.DataFrame:
+    """The training frame of a feature service, row for row the same as `served`.
+
+    `served`: the request columns, the fraud_model_v1 features Feast joined point-in-time
+    (`FeastStore.training_frame`) and any further columns (label, split), which pass through.
+    fraud_model_v1: `served` as it is. fraud_model_v2: its stream features replace the snapshot
+    ones, taken from `stream` (`load_stream_features`) by event_id; the snapshot-based amount
+    ratio, merchant state and calendar stay as Feast served them. Columns: the request columns,
+    the service's features in service order, then the rest.
+    """
+    if service == spec.FEATURE_SERVICE:
+        return served
+    if service != spec.FEATURE_SERVICE_V2:
+        raise ValueError(f"no training frame for feature service {service!r}")
+    if not stream["event_id"].is_unique:
+        raise ValueError("transaction_features has duplicate event_ids: rebuild the features")
+    aligned = stream.set_index("event_id").reindex(served["event_id"])
+    missing = int(aligned[spec.STREAM_FEATURES[0]].isna().sum())
+    if missing:
+        raise ValueError(f"{missing} training rows have no transaction_features row (by event_id)")
+    head = [c for c in REQUEST_COLUMNS if c in served.columns]
+    rest = [c for c in served.columns if c not in head and c not in spec.SERVED_FEATURES]
+    out = pd.DataFrame(index=served.index)
+    for c in head:
+        out[c] = served[c]
+    for c in spec.SERVED_FEATURES_V2:
+        out[c] = aligned[c].to_numpy() if c in spec.STREAM_FEATURES else served[c]
+    for c in rest:
+        out[c] = served[c]
+    return out
 
 
 def known_labels(lake, window: Window) -> set[str]:

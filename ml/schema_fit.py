@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from driftline.spec import FEATURE_SERVICE
 from seldon.artifact import CategoricalFeature, FeatureSchema, NumericFeature
 
 MIN_CATEGORY_COUNT = 5  # rarer values share the out-of-vocabulary bucket
@@ -17,7 +18,9 @@ def fit_schema(
     fill: dict[str, float],
     model_name: str,
     model_version: str = "unregistered",
+    feature_service: str = FEATURE_SERVICE,
 ) -> FeatureSchema:
+    """The schema of a model of `feature_service` that takes `categorical` then `numeric`."""
     cats = []
     for name in categorical:
         counts = train[name].astype("string").value_counts()
@@ -32,4 +35,10 @@ def fit_schema(
         t = np.log1p(x) if transform == "log1p" else x
         std = float(t.std()) or 1.0
         nums.append(NumericFeature(name=name, transform=transform, mean=float(t.mean()), std=std, fill=fill_value))
-    return FeatureSchema(model_name=model_name, model_version=model_version, categorical=cats, numeric=nums)
+    return FeatureSchema(
+        model_name=model_name,
+        model_version=model_version,
+        categorical=cats,
+        numeric=nums,
+        feature_service=feature_service,
+    )

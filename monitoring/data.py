@@ -38,27 +38,67 @@ def _sql_list(paths: list[str]) -> str:
 
 
 def read_prediction_window(lake, days: list[str], categorical: list[str], numeric: list[str]):
-    """(the window's monitored input features as columns, total rows). DuckDB parses each JSON
-    `features` value once into a struct of just those fields (a million rows in ~3 s); features
-    that no request carried (all null) are dropped."""
+    """(the window's monitored columns, total rows): the features the model scored and the
+    `score`. DuckDB parses each row's JSON once into a struct of just those fields (a million
+    rows in ~3 s). The model's row is `model_features` where the log has it (the served features
+    after the online lookup, before normalisation), else the request (`features`: files written
+    before the column existed; for raw transactions that is only the request's fields).
+    Columns that no row carried (all null) are dropped."""
     import pandas as pd
 
     files = _log_files(lake, days)
     if not files:
-        return pd.DataFrame(columns=categorical + numeric), 0
+        return pd.DataFrame(columns=[*categorical, *numeric, "score"]), 0
     fields = dict.fromkeys(categorical, "VARCHAR") | dict.fromkeys(numeric, "DOUBLE") | {"event_ts": "VARCHAR"}
     struct = json.dumps(fields).replace("'", "''")
     ts = "try_cast(s.event_ts as timestamptz)"
     derived = {"hour_of_day": f"hour({ts})", "day_of_week": f"isodow({ts}) - 1"}  # Feast's UTC definitions
     cols = [f's."{c}"' for c in categorical]
     cols += [f'coalesce(s."{n}", {derived[n]}) as "{n}"' if n in derived else f's."{n}"' for n in numeric]
+    source = f"read_parquet({_sql_list(files)}, union_by_name = true)"
     with lake.duckdb_connect() as con:
         con.execute("set TimeZone = 'UTC'")
+        present = {row[0] for row in con.sql(f"describe select * from {source}").fetchall()}
+        text = "coalesce(model_features, features)" if "model_features" in present else "features"
         frame = con.sql(
-            f"select {', '.join(cols)} from (select json_transform(features, '{struct}') as s "
-            f"from read_parquet({_sql_list(files)}, union_by_name = true))"
+            f"select {', '.join(cols)}, score::double as score from (select json_transform({text}, '{struct}') as s, "
+            f"score from {source})"
         ).df()
     return frame.dropna(axis=1, how="all"), len(frame)
+
+
+def champion_model(registry, version: str, dest):
+    """The version's serving model (the artifact the predictors load, scored with the same code),
+    or None when the version has none (a stand-in without a model)."""
+    from seldon.artifact import ServingModel
+
+    try:
+        return ServingModel(registry.serving_artifact(version, dest))
+    except Exception:  # noqa: BLE001 - no artifact, an unreadable one: the score is not monitored
+        return None
+
+
+def model_features(model) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) inputs of the champion (its serving schema), else of the v1 model."""
+    if model is not None:
+        return [c.name for c in model.schema.categorical], [n.name for n in model.schema.numeric]
+    from ml.features import CATEGORICAL, NUMERIC
+
+    return list(CATEGORICAL), list(NUMERIC)
+
+
+def with_scores(lake, version: str, reference, model):
+    """The reference with the champion's `score` of each row (the score distribution the drift
+    report compares the served scores with), stored beside the cached reference. Needs every
+    model input in the reference; else it is returned unchanged."""
+    import pyarrow as pa
+
+    if "score" in reference or model is None or not set(model.schema.feature_names) <= set(reference.columns):
+        return reference
+    columns = {c: reference[c].to_numpy() for c in model.schema.feature_names}
+    scored = reference.assign(score=model.score_columns(columns).astype("float64"))
+    lake.write_partition_file(reference_url(lake, version), pa.Table.from_pandas(scored, preserve_index=False))
+    return scored
 
 
 def with_time_features(frame):
@@ -74,19 +114,20 @@ def with_time_features(frame):
     return frame
 
 
-def reference_frame(lake, registry, version: str, cap: int, seed: int = 0):
+def reference_frame(lake, registry, version: str, cap: int, seed: int = 0, table: str = "training_set"):
     """(the champion's training features, source). Cached per version in the lake on first use,
-    from the training_set train split, so a later retraining cannot change a champion's reference."""
+    from the train split of `table` (the training frame of the champion's feature service), so a
+    later retraining cannot change a champion's reference."""
     import pyarrow as pa
 
     cached = reference_url(lake, version)
     if lake.exists(cached):
         return lake.read_pandas(cached), f"{REFERENCE_TABLE}/model_version={version}"
-    split = lake.partition_url("training_set", "train", key="split")
+    split = lake.partition_url(table, "train", key="split")
     if not lake.exists(split):
-        raise ValueError(f"no reference for v{version}: neither {cached} nor the training_set train split exist")
+        raise ValueError(f"no reference for v{version}: neither {cached} nor the {table} train split exist")
     train = lake.read_pandas(split)
-    source = "training_set train split"
+    source = f"{table} train split"
     window = _run_window(registry, version)
     if window and str(train["event_ts"].min()) != window["train"][0]:
         source += f" (differs from v{version}'s training window {window['train']})"

@@ -7,6 +7,11 @@ Lightning nor MLflow. Training encodes with the same functions, so the two canno
 Layout of an artifact directory:
     model.pt              TorchScript: forward(cat: int64[N, C], num: float32[N, F]) -> float32[N] scores
     feature_schema.json   see FeatureSchema
+
+The schema names the Feast feature service the model was trained on (`feature_service`): the
+serving side asks the online path for that service, since a name like `country_changed` means
+a daily snapshot in `fraud_model_v1` and an exact event-time value in `fraud_model_v2`.
+Artifacts written before the field existed were all trained on `fraud_model_v1`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
+
+from driftline.spec import FEATURE_SERVICE
 
 SCHEMA_FILE = "feature_schema.json"
 MODEL_FILE = "model.pt"
@@ -53,6 +60,8 @@ class FeatureSchema:
     threshold: float = 0.5  # flag when score >= threshold
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
+    # The Feast feature service whose features the model takes (absent in old artifacts: v1).
+    feature_service: str = FEATURE_SERVICE
 
     @property
     def feature_names(self) -> list[str]:
@@ -170,6 +179,11 @@ class ServingModel:
         self.directory = Path(directory)
         self.schema = load_schema(self.directory)
         self.network = torch.jit.load(str(self.directory / MODEL_FILE), map_location="cpu").eval()
+
+    @property
+    def feature_service(self) -> str:
+        """The feature service to ask the online path for (the model's training features)."""
+        return self.schema.feature_service
 
     def score_columns(self, columns: dict) -> np.ndarray:
         cat, num = encode_columns(self.schema, columns)

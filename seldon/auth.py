@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from seldon.errors import HttpError
 
 PREDICT, ADMIN = "predict", "admin"
+MAX_TOKEN_CHARS = 8192  # a driftline token is ~200; a bigger one is refused before any decoding
 
 
 def mint_token(secret: str, scopes: str = PREDICT, subject: str = "tester", ttl_s: int = 3600, **claims) -> str:
@@ -73,6 +74,8 @@ class Authenticator:
         if not header or not header.startswith("Bearer "):
             raise AuthError(401, "missing bearer token")
         token = header[7:].strip()
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError(401, f"bearer token over {MAX_TOKEN_CHARS} characters")
         key = hashlib.blake2b(token.encode(), digest_size=16).digest()
         principal = self._cache.get(key)
         if principal is None or principal.expires < time.time():
@@ -102,6 +105,13 @@ class Authenticator:
             raise AuthError(401, "token expired") from None
         except jwt.InvalidTokenError as err:
             raise AuthError(401, f"invalid token ({type(err).__name__})") from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as err:  # odd claims, e.g. exp: 1e400
+            raise AuthError(401, f"invalid token ({type(err).__name__})") from None
         raw = claims.get("scope", claims.get("scp", ""))
-        scopes = frozenset(raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else [])
-        return Principal(str(claims.get("sub", "")), scopes, float(claims["exp"]) + self.leeway_s)
+        items = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        scopes = frozenset(s for s in items if isinstance(s, str))
+        try:
+            expires = float(claims["exp"]) + self.leeway_s
+        except (TypeError, ValueError, OverflowError):
+            raise AuthError(401, "invalid token (exp is not a number)") from None
+        return Principal(str(claims.get("sub", ""))[:256], scopes, expires)

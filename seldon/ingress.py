@@ -13,7 +13,9 @@ and one pooled connection per thread and predictor is enough for the 2 ms budget
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import io
 import json
 import logging
 import re
@@ -27,15 +29,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from driftline import settings
 from seldon.auth import ADMIN, PREDICT, Authenticator, AuthError
+from seldon.errors import HttpError
+from seldon.http_guard import (
+    MAX_BODY_BYTES,
+    FramingError,
+    body_framing,
+    read_chunked,
+    read_exact,
+    reason_for,
+    seldon_status,
+)
 from seldon.manifest import CONTAINER
-from seldon.predlog import LogFull, PredictionLog
+from seldon.predlog import MODEL_FEATURES_TAG, LogFull, PredictionLog
 from seldon.prom import Metrics
-from seldon.routing import RouteError, Routes
+from seldon.routing import Routes
 
 log = logging.getLogger("seldon.ingress")
 API = re.compile(r"^(?:/seldon/([\w.-]+)/([\w.-]+))?/api/v1\.0/(predictions|feedback|metadata|health/status)/?$")
 PIN_HEADER, ID_HEADERS = "Seldon-Predictor", ("Seldon-Puid", "X-Request-Id")
+MAX_REQUEST_ID = 256
 _local = threading.local()
+
+
+class MethodNotAllowed(HttpError):
+    def __init__(self, path: str, method: str, allowed: tuple[str, ...]):
+        super().__init__(405, f"{path} answers {', '.join(allowed)}, not {method[:20]!r}")
+        self.allowed = allowed
+
+
+class ClientGone(Exception):
+    """The client closed or reset its connection mid-request: nothing to answer."""
 
 
 def forward(route, path: str, body: bytes | None, timeout_s: float, method: str = "POST") -> tuple[int, bytes]:
@@ -72,7 +95,7 @@ class Ingress(ThreadingHTTPServer):
         auth: Authenticator,
         plog: PredictionLog | None,
         timeout_s: float = 5.0,
-        max_body_bytes: int = 8 << 20,
+        max_body_bytes: int = MAX_BODY_BYTES,
         access_log: bool = False,
     ):
         super().__init__(address, Handler)
@@ -110,62 +133,112 @@ class Ingress(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Every answer is JSON in Seldon's status format, for any method, path or malformed request
+    (the stdlib's HTML error pages and its 501 for unknown methods never reach a client)."""
+
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    timeout = 30.0  # idle keep-alive, a stalled body or request line: answered 408 or closed
     server: Ingress
+    _unread: int | None = 0  # body bytes not read yet (None: a chunked body); close if not consumed
 
     def log_message(self, format, *args):  # the stdlib logs raw request lines; we log our own fields
         pass
 
+    def handle_one_request(self):
+        """The stdlib's loop step, with a JSON answer for every outcome: TLS spoken to this plain
+        port, a request line over 64 KiB, any method (not just those with a do_* method)."""
+        self._unread, self.raw_requestline = 0, b""
+        try:
+            rfile = self.rfile
+            tls = isinstance(self.connection, ssl.SSLSocket)
+            if not tls and isinstance(rfile, io.BufferedReader) and rfile.peek(1)[:1] == b"\x16":
+                self.requestline = ""
+                self._error(400, "TLS handshake received on the plain-HTTP port: use http://", close=True)
+                return
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline, self.request_version, self.command = "", "", ""
+                self._error(414, "request line over 65536 bytes", close=True)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():  # answered through send_error
+                return
+            self._dispatch(self.command)
+            self.wfile.flush()
+        except TimeoutError:
+            if self.raw_requestline and not self.close_connection:
+                with contextlib.suppress(OSError):
+                    self._error(408, f"request not received within {self.timeout:.0f}s", close=True)
+            self.close_connection = True
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's parse errors (400, 431, 505) as JSON; never a 5xx for a client's mistake."""
+        code = 400 if code >= 500 else code
+        self._error(code, message or explain or self.responses.get(code, ("bad request",))[0], close=True)
+
     def _send(self, status: int, body: bytes | dict, headers: dict | None = None, close: bool = False):
         if isinstance(body, dict):
             body = json.dumps(body).encode()
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if self._unread != 0:  # an unread body would be taken for the next request
+            close = True
+        if close:
+            self.close_connection = True
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         if close:
             extra += "Connection: close\r\n"
-            self.close_connection = True
-        head = (
-            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}\r\n"
-        )
-        self.wfile.write(head.encode("latin-1") + body)
+        head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        self.wfile.write(head.encode("latin-1") + (b"" if getattr(self, "command", "") == "HEAD" else body))
 
     def _error(self, status: int, message: str, close: bool = False, **headers):
-        self._send(status, {"status": {"code": status, "info": message, "status": "FAILURE"}}, headers, close)
+        if status == 503:
+            headers.setdefault("Retry-After", "1")
+        self._send(status, seldon_status(status, message, reason_for(status)), headers, close)
 
     def _principal(self, scope: str):
         return self.server.auth.authenticate(self.headers.get("Authorization"), scope)
 
-    def _body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding"):
-            self._error(411, "send Content-Length, not a chunked body", close=True)
-            return None
+    def _frame(self):
+        """Check the body's framing before anything else (FramingError: answered and closed)."""
+        if self.headers.defects or self.headers.get_payload():  # a line that is not `name: value`
+            raise FramingError(400, "a header line is not 'name: value'")
+        self._unread = body_framing(list(self.headers.items()), self.server.max_body_bytes)
+
+    def _body(self) -> bytes:
+        n, self._unread = self._unread, 0
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            n = -1
-        if n < 0 or n > self.server.max_body_bytes:
-            self._error(413 if n > 0 else 400, f"body must be 0..{self.server.max_body_bytes} bytes", close=True)
-            return None
-        return self.rfile.read(n)
+            if n is None:
+                return read_chunked(self.rfile, self.server.max_body_bytes)
+            return read_exact(self.rfile, n)
+        except TimeoutError:
+            raise FramingError(408, f"body not received within {self.timeout:.0f}s") from None
+        except ConnectionError:
+            raise ClientGone from None
 
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def do_PUT(self):
-        self._dispatch("PUT")
+    def _allow(self, method: str, allowed: tuple[str, ...]):
+        if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+            raise MethodNotAllowed(self.path.split("?", 1)[0][:200], method, allowed)
 
     def _dispatch(self, method: str):
         srv = self.server
-        path = self.path.split("?", 1)[0]
-        if path in ("/live", "/ready"):
-            ok = path == "/live" or bool(srv.routes.weights())
-            return self._send(200 if ok else 503, {"status": "ok" if ok else "no predictor ready"})
         srv.metrics.enter()
         try:
+            self._frame()
+            target = self.path
+            if not target.startswith("/"):
+                raise HttpError(400, "the request target must be a path starting with '/'")
+            path = target.split("?", 1)[0]
+            if path in ("/live", "/ready"):
+                self._allow(method, ("GET",))
+                ok = path == "/live" or bool(srv.routes.weights())
+                if ok:
+                    return self._send(200, {"status": "ok"})
+                return self._error(503, "no predictor ready")
             if srv.closing:
                 return self._error(503, "ingress is shutting down", close=True)
             if path == "/metrics" or path.startswith("/admin/"):
@@ -173,20 +246,23 @@ class Handler(BaseHTTPRequestHandler):
                 return self._admin(method, path)
             m = API.match(path)
             if not m:
-                return self._error(404, "not found")
+                return self._error(404, f"no such path: {path[:200]!r}")
             ns, dep, op = m.groups()
             if dep is not None and (ns != srv.routes.namespace or dep != srv.routes.name):
                 return self._error(404, f"no deployment {ns}/{dep}")
             principal = self._principal(PREDICT)
             if op in ("metadata", "health/status"):
+                self._allow(method, ("GET",))
+                if self._unread:
+                    self._body()  # a GET with a body: read and ignored
                 route = srv.routes.choose(None, self.headers.get(PIN_HEADER) or "main")
                 status, data = forward(route, f"/api/v1.0/{op}", None, srv.timeout_s, "GET")
-                return self._send(status, data)
-            if method != "POST":
-                return self._error(405, f"{op} needs POST")
-            body = self._body()
-            if body is not None:
-                self._predict(op, body, principal)
+                return self._send(status, data, {"Retry-After": "1"} if status == 503 else None)
+            self._allow(method, ("POST",))
+            rid = next((self.headers[h] for h in ID_HEADERS if self.headers.get(h)), None)
+            if rid is not None and (len(rid) > MAX_REQUEST_ID or not rid.isprintable()):
+                raise HttpError(400, f"{' / '.join(ID_HEADERS)}: at most {MAX_REQUEST_ID} printable characters")
+            self._predict(op, self._body(), principal, rid)
         except AuthError as err:
             self._error(
                 err.status,
@@ -194,18 +270,26 @@ class Handler(BaseHTTPRequestHandler):
                 close=err.status == 401,
                 **({"WWW-Authenticate": 'Bearer error="invalid_token"'} if err.status == 401 else {}),
             )
-        except RouteError as err:
+        except FramingError as err:
+            self._error(err.status, err.message, close=True)
+        except MethodNotAllowed as err:
+            self._error(405, err.message, Allow=", ".join(err.allowed))
+        except HttpError as err:
             self._error(err.status, err.message)
+        except ClientGone:
+            self.close_connection = True
+        except TimeoutError:  # the client's own stalls are FramingError 408 (`_body`)
+            self._error(503, f"predictor did not answer within {srv.timeout_s:g}s")
         except (ConnectionError, OSError, http.client.HTTPException) as err:
-            self._error(
-                503 if not isinstance(err, TimeoutError) else 504, f"predictor unavailable: {type(err).__name__}"
-            )
+            self._error(503, f"predictor unavailable: {type(err).__name__}")
+        except Exception:  # a bug of ours: a JSON 500 and a traceback in the log, not a dropped connection
+            log.exception("unexpected error on %s %s", method[:20], self.path[:200])
+            self._error(500, "internal error in the ingress", close=True)
         finally:
             srv.metrics.exit()
 
-    def _predict(self, op: str, body: bytes, principal):
+    def _predict(self, op: str, body: bytes, principal, rid: str | None):
         srv, t0 = self.server, time.perf_counter()
-        rid = next((self.headers[h] for h in ID_HEADERS if self.headers.get(h)), None)
         route = srv.routes.choose(rid, self.headers.get(PIN_HEADER))
         rid = rid or uuid.uuid4().hex
         try:
@@ -220,7 +304,9 @@ class Handler(BaseHTTPRequestHandler):
             meta = resp.setdefault("meta", {})
             meta["puid"] = rid
             meta["requestPath"] = {CONTAINER: srv.routes.image}
-            meta.setdefault("tags", {}).update(predictor=route.name, model_version=route.version)
+            tags = meta.setdefault("tags", {})
+            seen = tags.pop(MODEL_FEATURES_TAG, None)  # what the model scored: for the log, not the client
+            tags.update(predictor=route.name, model_version=route.version)
             data = json.dumps(resp).encode()
             if srv.plog is not None:
                 try:
@@ -233,6 +319,7 @@ class Handler(BaseHTTPRequestHandler):
                         body,
                         scores,
                         time.perf_counter() - t0,
+                        model_features=seen,
                     )
                 except LogFull:
                     srv.metrics.request(route.name, 503, time.perf_counter() - t0)
@@ -240,7 +327,10 @@ class Handler(BaseHTTPRequestHandler):
                     return
         elapsed = time.perf_counter() - t0
         srv.metrics.request(route.name, status, elapsed, scores)
-        self._send(status, data, {"Seldon-Puid": rid, "Seldon-Predictor": route.name, "X-Model-Version": route.version})
+        headers = {"Seldon-Puid": rid, "Seldon-Predictor": route.name, "X-Model-Version": route.version}
+        if status == 503:
+            headers["Retry-After"] = "1"
+        self._send(status, data, headers)
         if srv.access_log:
             log.info(
                 "%s %s %d sub=%s predictor=%s %.1fms",
@@ -268,6 +358,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _admin(self, method: str, path: str):
         routes = self.server.routes
+        allowed = {"/metrics": ("GET",), "/admin/state": ("GET",), "/admin/traffic": ("POST", "PUT")}
+        allowed["/admin/reload"] = ("POST",)
+        if path not in allowed:
+            return self._error(404, f"no admin path {path[:200]!r} (one of {', '.join(allowed)})")
+        self._allow(method, allowed[path])
+        body = self._body()  # read whatever came, so the connection stays usable
         if path == "/metrics":
             m = self.server.metrics
             m.gauges.update({f'traffic_weight|predictor="{n}"': w for n, w in routes.weights().items()})
@@ -281,24 +377,20 @@ class Handler(BaseHTTPRequestHandler):
                         "prediction_log_queued_bytes": pl.queued_bytes,
                     }
                 )
-            body = m.render().encode()
-            return self._send(200, body, {"Content-Type": "text/plain; version=0.0.4"})
+            return self._send(200, m.render().encode(), {"Content-Type": "text/plain; version=0.0.4"})
         if path == "/admin/state":
             return self._send(200, routes.state())
-        if path == "/admin/traffic" and method in ("POST", "PUT"):
-            body = self._body()
+        if path == "/admin/traffic":
             try:
-                weights = json.loads(body or b"{}").get("weights")
-            except ValueError:
-                weights = None
+                doc = json.loads(body or b"{}")
+            except (ValueError, RecursionError):
+                doc = None
+            weights = doc.get("weights") if isinstance(doc, dict) else None
             if not isinstance(weights, dict):
-                return self._error(400, 'send {"weights": {"main": 90, "canary": 10}}')
+                return self._error(400, 'send a JSON object {"weights": {"main": 90, "canary": 10}}')
             return self._send(200, {"weights": routes.set_weights(weights)})
-        if path == "/admin/reload" and method == "POST":
-            self._body()
-            routes.refresh(force=True)
-            return self._send(200, routes.state())
-        return self._error(404, "not found")
+        routes.refresh(force=True)
+        return self._send(200, routes.state())
 
 
 def _secret(path: str | None, name: str) -> str | None:

@@ -2,13 +2,18 @@
 
 Two ways to the same online store, chosen by the graph parameter `feast_url`:
 - `http(s)://host:port`: the Feast feature server (`feast serve`, `/get-online-features` of
-  the service `fraud_model_v1`), which also computes the on-demand features;
+  the model's service, `fraud_model_v1` or `fraud_model_v2`), which also computes the
+  on-demand features;
 - `file:///path/to/feast/repo` (a repo whose `feature_store.yaml` has a sqlite online store):
   `OnlineStoreReader` reads Feast's own sqlite tables in-process (the rows `feast serve` would
   read, decoded the same way) and computes the on-demand features with `on_demand`, a numpy
   transcription of the repo's pandas UDF. No HTTP hop and no pandas per request: well under a
   millisecond instead of the feature server's ~20 ms (docs/serving.md). tests/test_serving_skew.py
   holds both ways to batch scoring of the training frame.
+
+For `fraud_model_v2` the reader also decodes each user's recent events (the `user_recent`
+view's arrays) and finishes the velocity windows for the request's time with
+`driftline.velocity.features_at`, as the v2 on-demand view does (tests/test_stream_parity.py).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from driftline import spec
-from driftline.spec import ENTITY_KEYS, FEATURE_SERVICE
+from driftline import spec, velocity
+from driftline.spec import ENTITY_KEYS, FEATURE_SERVICE, FEATURE_SERVICE_V2
 
 REQUIRED = (*ENTITY_KEYS, "amount", "country")
+SERVICES = (FEATURE_SERVICE, FEATURE_SERVICE_V2)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -86,19 +92,22 @@ def request_entities(rows: list[dict]) -> dict[str, list]:
     return out
 
 
-def feature_source(url: str):
-    """The online-features client for a `feast_url` graph parameter."""
+def feature_source(url: str, service: str = FEATURE_SERVICE):
+    """The online-features client of `service` for a `feast_url` graph parameter."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown feature service {service!r}; expected one of {list(SERVICES)}")
     if url.startswith(("http://", "https://")):
-        return FeatureServerClient(url)
-    return OnlineStoreReader(url.removeprefix("file://"))
+        return FeatureServerClient(url, service=service)
+    return OnlineStoreReader(url.removeprefix("file://"), service=service)
 
 
 class FeatureServerClient:
     """A keep-alive HTTP client of `feast serve` (one per worker process)."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0):
+    def __init__(self, url: str, timeout_s: float = 2.0, service: str = FEATURE_SERVICE):
         import requests
 
+        self.service = service
         self.url = url.rstrip("/") + "/get-online-features"
         self.timeout_s = timeout_s
         self.session = requests.Session()
@@ -106,7 +115,7 @@ class FeatureServerClient:
     def features(self, entities: dict[str, list]) -> dict[str, list]:
         import requests
 
-        body = {"feature_service": FEATURE_SERVICE, "entities": entities}
+        body = {"feature_service": self.service, "entities": entities}
         try:
             resp = self.session.post(self.url, json=body, timeout=self.timeout_s)
         except requests.RequestException as err:
@@ -154,16 +163,56 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
+_STRING_LIST, _INT64_LIST, _DOUBLE_LIST = 12, 14, 15
+
+
+def _list(buf: bytes, field: int) -> list:
+    """The body of a StringList / Int64List / DoubleList (`repeated ... val = 1`, numbers packed
+    or not) -> Python list."""
+    out: list = []
+    i, end = 0, len(buf)
+    while i < end:
+        key, i = _varint(buf, i)
+        if key >> 3 != 1:
+            raise ValueError(f"unsupported feast list (inner field {key >> 3})")
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(buf, i)
+            chunk, i = buf[i : i + n], i + n
+            if field == _STRING_LIST:
+                out.append(chunk.decode())
+            elif field == _DOUBLE_LIST:
+                out.extend(struct.unpack(f"<{n // 8}d", chunk))
+            else:
+                j = 0
+                while j < n:
+                    raw, j = _varint(chunk, j)
+                    out.append(raw - (1 << 64) if raw >= 1 << 63 else raw)
+        elif wire == 0 and field == _INT64_LIST:
+            raw, i = _varint(buf, i)
+            out.append(raw - (1 << 64) if raw >= 1 << 63 else raw)
+        elif wire == 1 and field == _DOUBLE_LIST:
+            out.append(struct.unpack_from("<d", buf, i)[0])
+            i += 8
+        else:
+            raise ValueError(f"unsupported feast list (wire type {wire})")
+    return out
+
+
 def decode_value(buf: bytes):
-    """A serialized feast.types.Value holding a scalar -> Python value (None when null / unset).
+    """A serialized feast.types.Value -> Python value (None when null / unset; a list for the
+    string, int64 and double lists).
 
     Field numbers of feast/protos/feast/types/Value.proto: 2 string, 3 int32, 4 int64, 5 double,
-    6 float, 7 bool, 19 null.
+    6 float, 7 bool, 12 string list, 14 int64 list, 15 double list, 19 null.
     """
     if not buf:
         return None
     key, i = _varint(buf, 0)
     field, wire = key >> 3, key & 7
+    if wire == 2 and field in (_STRING_LIST, _INT64_LIST, _DOUBLE_LIST):
+        n, i = _varint(buf, i)
+        return _list(buf[i : i + n], field)
     if wire == 0:
         raw, _ = _varint(buf, i)
         if field in (3, 4):
@@ -213,7 +262,7 @@ def _floats(arr) -> list:
 class OnlineStoreReader:
     """Feast's sqlite online store of this repo, read the way Feast reads it (no TTL online, as Feast)."""
 
-    def __init__(self, repo: str, timeout_s: float = 2.0):
+    def __init__(self, repo: str, timeout_s: float = 2.0, service: str = FEATURE_SERVICE):
         import yaml
 
         self.repo = Path(repo)
@@ -229,10 +278,13 @@ class OnlineStoreReader:
         path = Path(store.get("path", "data/online_store.db"))
         self.path = path if path.is_absolute() else config_path.parent / path
         project = config["project"]
+        self.service = service
         self.views = [
             (f"{project}_{spec.USER_STATE_VIEW}", "user_id", list(spec.USER_STATE_FEATURES)),
             (f"{project}_{spec.MERCHANT_STATE_VIEW}", "merchant_id", list(spec.MERCHANT_STATE_FEATURES)),
         ]
+        if service == FEATURE_SERVICE_V2:
+            self.views.append((f"{project}_{spec.USER_RECENT_VIEW}", "user_id", list(spec.USER_RECENT_FIELDS)))
         self.timeout_s = timeout_s
         self._local = threading.local()
 
@@ -288,4 +340,18 @@ class OnlineStoreReader:
                 served[spec.USER_LAST_COUNTRY],
             )
         )
+        if self.service == FEATURE_SERVICE_V2:
+            served.update(stream_features(served, entities["event_epoch_s"], entities["country"]))
         return served
+
+
+def stream_features(served: dict[str, list], event_epoch_s: list, country: list) -> dict[str, list]:
+    """spec.STREAM_FEATURES per request row from the user's recent events (the `user_recent`
+    columns in `served`), for the request's own time: the v2 on-demand view, column for column."""
+    out: dict[str, list] = {name: [] for name in spec.STREAM_FEATURES}
+    for i, epoch in enumerate(event_epoch_s):
+        state = velocity.from_row({name: served[name][i] for name in spec.USER_RECENT_FIELDS})
+        t_us = round(epoch * velocity.MICRO_UNITS) if epoch is not None and math.isfinite(epoch) else 0
+        for name, value in velocity.features_at(state, t_us, country[i]).items():
+            out[name].append(value)
+    return out

@@ -7,6 +7,12 @@ either is full the caller blocks (back-pressure) and past a timeout is refused r
 rows dropped. One writer thread batches the queue and hands each batch to a writer process
 that encodes and writes the file (`seldon.predlog_file`, the features column by
 `seldon.predlog_encoding`); a failed write is retried; `close()` drains everything.
+
+Each row keeps the feature row the model scored: for `data` rows the request's own row
+(`features`; positional rows named with the names the model hands back), for raw transactions
+the rows the online lookup completed, in `model_features` beside the request. Both come from
+the model's answer (`meta.tags.model_features`), which the caller passes to `record` and takes
+out of the answer.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ import threading
 import time
 from pathlib import Path
 
+from seldon.predlog_encoding import MODEL_FEATURES_TAG
 from seldon.predlog_file import TABLE, write_file
 
-__all__ = ["TABLE", "LogFull", "PredictionLog"]
+__all__ = ["MODEL_FEATURES_TAG", "TABLE", "LogFull", "PredictionLog"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
+
+
+def _size(item: tuple) -> int:
+    """Bytes an item holds, for the bound: its body, plus ~24 bytes a value of model rows."""
+    body, seen = item[6:7], item[9:10]
+    rows = seen[0].get("ndarray") if seen else None
+    width = len(seen[0].get("names") or ()) if seen else 0
+    return len(body[0]) + (24 * width * len(rows) if isinstance(rows, list) else 0)
 
 
 class LogFull(Exception):
@@ -83,17 +98,23 @@ class PredictionLog:
         body: bytes,
         scores: list,
         latency_s: float,
+        model_features: dict | None = None,
     ) -> None:
+        """`model_features`: the model's `MODEL_FEATURES_TAG` of the answer (what it scored, when
+        the body does not say it: raw transactions, positional rows); None for named rows."""
         item = (request_id, time.time(), subject, deployment, predictor, version, body, scores, latency_s)
+        if model_features is not None:
+            item += (model_features,)
+        size = _size(item)
         deadline = time.monotonic() + self.put_timeout_s
         with self._space:  # an empty log takes any one body, however big
             if not self._space.wait_for(
-                lambda: self.queued_bytes == 0 or self.queued_bytes + len(body) <= self.max_queue_bytes,
+                lambda: self.queued_bytes == 0 or self.queued_bytes + size <= self.max_queue_bytes,
                 self.put_timeout_s,
             ):
                 self.rejected += 1
                 raise LogFull("prediction log is full (bytes)")
-            self.queued_bytes += len(body)
+            self.queued_bytes += size
         try:
             self.queue.put(item, timeout=max(deadline - time.monotonic(), 0.0))
         except queue.Full:
@@ -103,7 +124,7 @@ class PredictionLog:
 
     def _release(self, items: list) -> None:
         with self._space:
-            self.queued_bytes -= sum(len(item[6]) for item in items)
+            self.queued_bytes -= sum(map(_size, items))
             self._space.notify_all()
 
     def close(self, timeout_s: float = 60.0) -> None:

@@ -12,6 +12,11 @@ import json
 import logging
 
 log = logging.getLogger("seldon.predlog")
+# The response tag (meta.tags) in which FraudModel hands the log what the model saw of a request
+# whose body does not say it: {"names": [...]} for positional rows (the body's rows, in these
+# columns), {"names": [...], "ndarray": rows} for raw transactions (the rows the online lookup
+# completed). The ingress takes it out of the answer and passes it to PredictionLog.record.
+MODEL_FEATURES_TAG = "model_features"
 
 
 def feature_rows(body: bytes) -> list:
@@ -63,14 +68,18 @@ class FeatureEncoder:
         self.names: list | None = None
         self.columns: list | None = None
 
-    def add(self, body: bytes, n: int | None = None) -> None:
-        """The request's rows; with `n` (the answered rows) exactly n values, null-padded."""
+    def add(self, body: bytes, n: int | None = None, names: list | None = None) -> bool:
+        """The request's rows; with `n` (the answered rows) exactly n values, null-padded.
+        `names`: the column names of a body whose rows carry none (positional). True when the
+        rows were a well-formed `data` request (then they are what the model scored)."""
         import pyarrow as pa
 
         try:
             req = json.loads(body)
         except (ValueError, RecursionError):
             req = None
+        if names and isinstance(req, dict) and isinstance(req.get("data"), dict) and not req["data"].get("names"):
+            req = {**req, "data": {**req["data"], "names": list(names)}}
         names, columns = _data_columns(req, self.names)
         if columns is not None and (n is None or len(columns[0]) == n):
             if names != self.names or self.columns is None:  # (columns are set with names)
@@ -81,12 +90,21 @@ class FeatureEncoder:
                     acc.extend(col)
             if len(self.columns[0]) >= self.chunk_rows:  # bounded: few live objects, cheap GC passes
                 self._close()
-            return
+            return True
         self._close()
         texts = [json.dumps(row) for row in _rows(req)] if req is not None else []
         if n is not None and len(texts) != n:
             texts = texts[:n] + [None] * (n - len(texts))
         self.chunks.append(pa.array(texts, pa.string()))
+        return False
+
+    def add_rows(self, names, rows, n: int) -> None:
+        """Rows given as names + values (a model's rows), exactly n of them, null-padded."""
+        try:
+            body = json.dumps({"data": {"names": names, "ndarray": rows}}, allow_nan=False).encode()
+        except (TypeError, ValueError):  # not JSON values: nothing to keep of them
+            body = b"null"
+        self.add(body, n)
 
     def finish(self):
         import pyarrow as pa

@@ -87,8 +87,8 @@ class Routes:
         return base
 
     def set_weights(self, weights: dict) -> dict[str, int]:
-        unknown = [n for n in weights if n not in self.routes]
-        if unknown or not all(isinstance(v, int) and 0 <= v <= 100 for v in weights.values()):
+        unknown = [n[:64] for n in weights if n not in self.routes][:5]
+        if unknown or not all(type(v) is int and 0 <= v <= 100 for v in weights.values()):  # not bools
             raise RouteError(400, f"weights must be integers 0..100 for known predictors (unknown: {unknown})")
         if sum(weights.values()) != 100:
             raise RouteError(400, "weights must add up to 100")
@@ -99,7 +99,8 @@ class Routes:
         if pinned:
             route = self.routes.get(pinned)
             if route is None:
-                raise RouteError(400 if pinned not in self.known() else 503, f"predictor {pinned!r} is not available")
+                status = 400 if pinned not in self.known() else 503
+                raise RouteError(status, f"predictor {pinned[:64]!r} is not available")
             return route
         weights = self.weights()
         total = sum(weights.values())

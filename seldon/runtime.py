@@ -74,8 +74,10 @@ class Predictor:
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen:
-        cmd = [
-            str(BIN / "seldon-core-microservice"),
+        cmd = [  # seldon-core-microservice's command line, its HTTP side hardened (seldon/http_predictor.py)
+            sys.executable,
+            "-m",
+            "seldon.http_predictor",
             self.interface,
             "--service-type",
             "MODEL",
@@ -87,6 +89,10 @@ class Predictor:
             str(free_port()),
             "--workers",
             self.env.get("GUNICORN_WORKERS", "1"),
+            "--bind-host",  # loopback: the predictors have no auth; the ingress is the way in
+            "127.0.0.1",
+            "--grpc-workers",  # nothing here speaks gRPC to a predictor
+            "0",
             "--parameters",
             json.dumps(self.spec["graph"].get("parameters", [])),
         ]

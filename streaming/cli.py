@@ -3,6 +3,7 @@
     driftline stream setup                                    create the streams (idempotent)
     driftline stream publish --day 2026-10-01 --rate 2000     a synthetic day through the broker (make stream)
     driftline stream sink [--member 0 --members 2]            the lake sink, until SIGTERM / Ctrl-C
+    driftline stream worker [--share 0/2 | --partitions 0,2]  the stream feature worker (make stream-worker)
     driftline stream dead-letters                             print the dead-lettered records
 
 Broker and partition count: DRIFTLINE_BROKER_URL, DRIFTLINE_STREAM_PARTITIONS (or the options).
@@ -82,6 +83,26 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streaming.worker import run_worker
+
+    return run_worker(
+        args.broker_url,
+        args.partitions,
+        args.prefix,
+        share=args.share,
+        owned=args.owned,
+        feast_repo=args.feast_repo,
+        offsets_dir=args.offsets_dir,
+        lake=args.lake,
+        name=args.name,
+        flush_ms=args.flush_ms,
+        max_batch_messages=args.max_batch_messages,
+        idle_exit_s=args.idle_exit_s,
+        bootstrap=not args.no_bootstrap,
+    )
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     with _bus(args) as bus:
         records = bus.read_dead_letters()
@@ -97,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="driftline", help="stream names' prefix (default: %(default)s)")
     sub = parser.add_subparsers(dest="stream_command", required=True, metavar="ACTION")
 
-    sub.add_parser("setup", help="create the streams and the dead-letter stream").set_defaults(func=cmd_setup)
+    sub.add_parser("setup", help="create the streams and the dead-letter stream").set_defaults(stream_func=cmd_setup)
 
     pub = sub.add_parser("publish", help="publish synthetic days through the broker (make stream)")
     pub.add_argument("--day", default=None, help="first day, YYYY-MM-DD (default: DRIFTLINE_START_DATE)")
@@ -105,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pub.add_argument("--rate", type=float, default=2000.0, help="events/s; 0 = as fast as confirmed")
     pub.add_argument("--batch-events", type=int, default=100, help="events per message (default: %(default)s)")
     pub.add_argument("--limit", type=int, default=0, help="only the first N events of each day")
-    pub.set_defaults(func=cmd_publish)
+    pub.set_defaults(stream_func=cmd_publish)
 
     sink = sub.add_parser("sink", help="run the lake sink into the landing zone")
     sink.add_argument("--landing", default=None, help="default: DRIFTLINE_LANDING_DIR")
@@ -115,12 +136,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sink.add_argument("--flush-s", type=float, default=10.0, help="longest a batch waits (default: %(default)s)")
     sink.add_argument("--max-batch-messages", type=int, default=500, help="messages a batch holds at most")
     sink.add_argument("--idle-exit-s", type=float, default=None, help="exit after this long without messages")
-    sink.set_defaults(func=cmd_sink)
+    sink.set_defaults(stream_func=cmd_sink)
 
-    sub.add_parser("dead-letters", help="print the dead-letter records").set_defaults(func=cmd_dead_letters)
+    worker = sub.add_parser("worker", help="run the stream feature worker (fresh velocity features, online)")
+    owned = worker.add_mutually_exclusive_group()
+    owned.add_argument("--share", default=None, help="i/n: own the partitions p with p %% n == i (default: all)")
+    owned.add_argument("--partitions", dest="owned", default=None, help="own these partitions, e.g. 0,2")
+    worker.add_argument("--feast-repo", default=None, help="the Feast repo (default: <DRIFTLINE_DATA_DIR>/feast)")
+    worker.add_argument("--offsets-dir", default=None, help="default: DRIFTLINE_STREAM_OFFSETS_DIR")
+    worker.add_argument("--lake", default=None, help="bootstrap lake (default: the profile's lake)")
+    worker.add_argument("--no-bootstrap", action="store_true", help="never read the lake: the stream alone")
+    worker.add_argument("--name", default=None, help="consumer name in dead-letter records and logs")
+    worker.add_argument("--flush-ms", type=float, default=None, help="default: DRIFTLINE_STREAM_FLUSH_MS")
+    worker.add_argument("--max-batch-messages", type=int, default=200, help="messages a micro-batch holds at most")
+    worker.add_argument("--idle-exit-s", type=float, default=None, help="exit after this long without messages")
+    worker.set_defaults(stream_func=cmd_worker)
+
+    sub.add_parser("dead-letters", help="print the dead-letter records").set_defaults(stream_func=cmd_dead_letters)
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # its own retries are reported by ours
-    return args.func(args)
+    return args.stream_func(args)

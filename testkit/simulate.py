@@ -6,7 +6,8 @@ Feast's point-in-time join gives each request the features the online store serv
 (tests/test_serving_skew.py: the same scores as the live raw path). A real champion, trained by
 the `training_set` and `fraud_model` assets, scores them through its registered serving artifact
 (the files the predictor loads), and the prediction log gets the rows in the ingress's format
-(seldon/predlog.py), as the raw `jsonData` transactions a client sends.
+(seldon/predlog.py), as the raw `jsonData` transactions a client sends, with the rows the model
+scored beside them (`model_features`: the features Feast serves at each request's time).
 
 Nothing here looks at the generator's ground truth: a pattern the champion never saw in its
 training window (the concept-drift one) gets whatever score the model gives it.
@@ -19,6 +20,8 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from driftline import spec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +113,9 @@ def train_champion(
                 "training_set": {
                     "config": {"window_days": window_days, "maturity_days": maturity_days, "cutoff": cutoff_ts}
                 },
-                "fraud_model": {"config": {"accelerator": "cpu", **(training or {})}},
+                "fraud_model": {
+                    "config": {"accelerator": "cpu", "feature_service": spec.FEATURE_SERVICE, **(training or {})}
+                },
             }
         },
     )
@@ -148,13 +153,42 @@ def champion_scores(resources: dict, version: str, days: list[dt.date]) -> dict[
     return {d.isoformat(): scores[bounds[k] : bounds[k + 1]] for k, d in enumerate(days)}
 
 
+def served_rows(resources: dict, days: list[dt.date]) -> dict:
+    """The rows the model scores for every transaction of `days` (ISO day -> a frame of the model's
+    inputs, in `world.transactions(day)` order): the features Feast serves at each request's time,
+    what the predictor hands the prediction log as `model_features` for raw transactions."""
+    import numpy as np
+    import pandas as pd
+
+    from ml.features import CATEGORICAL, INPUTS
+
+    if not days:
+        return {}
+    world = resources["event_source"].world()
+    frames = [world.transactions(d) for d in days]
+    served = resources["feast"].training_frame(pd.concat(frames, ignore_index=True))
+    inputs = dict.fromkeys([*CATEGORICAL, *(n for i in INPUTS.values() for n in i.numeric)])
+    columns = [c for c in inputs if c in served.columns]
+    bounds = np.cumsum([0] + [len(f) for f in frames])
+    return {d.isoformat(): served[columns].iloc[bounds[k] : bounds[k + 1]] for k, d in enumerate(days)}
+
+
 def write_prediction_log(
-    lake_root, day: str, tx, scores, model_version: str = "1", predictor: str = "main", deployment: str = "fraud"
+    lake_root,
+    day: str,
+    tx,
+    scores,
+    model_version: str = "1",
+    predictor: str = "main",
+    deployment: str = "fraud",
+    model_rows=None,
 ) -> Path | str:
     """One Parquet file under prediction_log/date=<day>/, columns as the ingress writes them.
 
     `lake_root`: a local root (str / Path), or a `Lake` resource (any root, object stores
-    included: written through the lake, atomically)."""
+    included: written through the lake, atomically). `model_rows` (a frame, `served_rows`): the
+    rows the model scored, logged as `model_features`; without it the file has no such column (as
+    files written before the column existed)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -175,6 +209,9 @@ def write_prediction_log(
             "latency_ms": pa.array([1.0] * n, pa.float64()),
         }
     )
+    if model_rows is not None:  # pandas writes NaN as null
+        text = model_rows.to_json(orient="records", lines=True, double_precision=15).splitlines()
+        table = table.append_column("model_features", pa.array(text, pa.string()))
     name = f"part-sim-{model_version}-{predictor}.parquet"
     if hasattr(lake_root, "write_partition_file"):  # a Lake
         if lake_root.is_remote:
@@ -238,10 +275,11 @@ def replay(
 
     tick = tick or (lambda inst, cur: evaluate(inst, cur, policy)[:2])
     lake, world = resources["lake"], resources["event_source"].world()
+    rows = served_rows(resources, days)  # as the predictor hands them to the log
     cursor, out = {}, []
     for d in days:
         day = d.isoformat()
-        write_prediction_log(lake, day, world.transactions(d), scores[day], model_version=version)
+        write_prediction_log(lake, day, world.transactions(d), scores[day], model_version=version, model_rows=rows[day])
         result = dg.materialize(
             [monitoring.prediction_log, monitoring.drift_report, monitoring.model_performance],
             selection=[monitoring.drift_report, monitoring.model_performance],
@@ -264,8 +302,10 @@ def replay(
 def seed_history(resources: dict, days: list[dt.date], scores: dict, version: str = "1") -> None:
     """Served traffic of days before monitoring starts (no reports), with its `scores`."""
     lake, world = resources["lake"], resources["event_source"].world()
+    rows = served_rows(resources, days)
     for d in days:
-        write_prediction_log(lake, d.isoformat(), world.transactions(d), scores[d.isoformat()], model_version=version)
+        day = d.isoformat()
+        write_prediction_log(lake, day, world.transactions(d), scores[day], model_version=version, model_rows=rows[day])
 
 
 def write_reference(lake, world, days: list[dt.date], version: str = "1") -> None:

@@ -56,3 +56,96 @@ def test_one_canary_policy_for_the_sensor_and_the_deployment_asset():
     target = definitions.RESOURCES["seldon_target"]
     assert target.canary == definitions.CANARY_POLICY
     assert DeploymentConfig().steps is None  # no second copy of the steps: the target's policy applies
+
+
+# ----------------------------------------------------------------- Dagster UI conventions
+
+
+def _specs() -> dict:
+    import dagster as dg
+
+    import definitions
+
+    assets = [a for a in definitions.defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return {s.key.to_user_string(): s for a in assets for s in a.specs}
+
+
+def _columns(spec) -> list[tuple[str, str]]:
+    schema = spec.metadata["dagster/column_schema"].schema
+    return [(c.name, c.type) for c in schema.columns]
+
+
+def test_raw_tables_show_the_columns_of_their_contract_and_of_the_lake_files():
+    from assets.contracts import LABELS, TRANSACTIONS
+    from assets.conventions import _CONTRACT_TYPES
+    from assets.ingestion import storage_schema
+
+    specs = _specs()
+    for contract in (TRANSACTIONS, LABELS):
+        columns = _columns(specs[contract.name])
+        assert columns == [(n, _CONTRACT_TYPES[k]) for n, k in contract.columns.items()]
+        assert [n for n, _ in columns] == storage_schema(contract).names  # what the Parquet files hold
+        schema = specs[contract.name].metadata["dagster/column_schema"].schema
+        nullable = {c.name for c in schema.columns if c.constraints.nullable}
+        assert nullable == set(contract.optional)
+        assert [c.name for c in schema.columns if c.constraints.unique] == ["event_id"]
+
+
+def test_feature_tables_show_the_columns_of_the_feature_spec():
+    from assets.feature_store import MERCHANT_STATE_SCHEMA, USER_STATE_SCHEMA
+    from driftline import spec
+
+    specs = _specs()
+    assert _columns(specs["transaction_features"]) == list(spec.FEATURE_COLUMNS.items())
+    for key, arrow in (("user_state", USER_STATE_SCHEMA), ("merchant_state", MERCHANT_STATE_SCHEMA)):
+        assert [n for n, _ in _columns(specs[key])] == arrow.names  # the snapshot's Arrow schema
+        types = dict(_columns(specs[key]))
+        assert all(types[f] in ("int64", "double", "string") for f in arrow.names if f != spec.SNAPSHOT_TS)
+
+
+def test_every_lake_table_has_a_column_schema_or_says_why_not():
+    from assets.conventions import TABLES_WITHOUT_SCHEMA, column_schemas
+
+    specs = _specs()
+    tables = {k for k, s in specs.items() if "parquet" in s.kinds}
+    with_schema = {k for k in tables if "dagster/column_schema" in specs[k].metadata}
+    assert with_schema == set(column_schemas()) & tables
+    assert tables - with_schema <= set(TABLES_WITHOUT_SCHEMA), tables - with_schema - set(TABLES_WITHOUT_SCHEMA)
+
+
+def test_every_asset_has_owners_and_a_code_reference_to_its_definition():
+    specs = _specs()
+    assert specs
+    for key, spec in specs.items():
+        assert spec.owners and all(o.startswith("team:") for o in spec.owners), key
+        refs = spec.metadata["dagster/code_references"].code_references
+        assert refs, key
+        path, line = Path(refs[0].file_path), refs[0].line_number
+        assert path.is_relative_to(ROOT) and path.exists(), (key, path)
+        after = path.read_text().splitlines()[line - 1 :]  # the decorator, then the function it decorates
+        first_def = next(text.strip() for text in after if text.lstrip().startswith("def "))
+        assert first_def.startswith(f"def {key}("), (key, path, line, first_def)
+
+
+def test_code_references_link_into_the_repository_when_a_git_url_is_set():
+    import dagster as dg
+
+    from assets import conventions, ingestion
+
+    assets = conventions.apply(
+        dg.load_assets_from_modules([ingestion]), git_url="https://github.com/org/driftline/", git_branch="dev"
+    )
+    specs = [s for a in assets if isinstance(a, dg.AssetsDefinition) for s in a.specs]
+    refs = [r for s in specs for r in s.metadata["dagster/code_references"].code_references]
+    assert refs and all(isinstance(r, dg.UrlCodeReference) for r in refs)
+    assert {r.url.split("#")[0] for r in refs} == {"https://github.com/org/driftline/tree/dev/assets/ingestion.py"}
+
+
+def test_raw_and_feature_assets_have_freshness_checks_and_their_sensor():
+    import definitions
+
+    checked = {k.asset_key.to_user_string() for c in definitions.FRESHNESS_CHECKS for k in c.check_keys}
+    assert checked == {"raw_transactions", "raw_labels", "transaction_features", "user_state", "merchant_state"}
+    graph = definitions.defs.resolve_asset_graph()
+    assert all(k in graph.asset_check_keys for c in definitions.FRESHNESS_CHECKS for k in c.check_keys)
+    assert definitions.defs.resolve_sensor_def("freshness_checks_sensor")

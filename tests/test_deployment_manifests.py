@@ -400,3 +400,19 @@ def test_prediction_log_sink_takes_the_predictor_tag_first(tmp_path):
         server.pairing.log.close()
     (row,) = pq.read_table(next((tmp_path / "prediction_log").rglob("*.parquet"))).to_pylist()
     assert (row["predictor"], row["model_version"], row["score"]) == ("main", "3", 0.25)
+
+
+def test_stream_worker_shares_cover_every_partition_once():
+    """deployment/k8s/stream-worker.yaml: one pod per share, `--share <ordinal>/<replicas>`."""
+    from streaming.worker import parse_share
+
+    sts = next(d for n, d in _documents() if n == "stream-worker.yaml" and d["kind"] == "StatefulSet")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    share = container["args"][container["args"].index("--share") + 1]
+    index, members = share.split("/")
+    assert index == "$(SHARE_INDEX)" and int(members) == sts["spec"]["replicas"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SHARE_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    for partitions in (4, 8):
+        owned = [p for i in range(int(members)) for p in parse_share(f"{i}/{members}", partitions)]
+        assert sorted(owned) == list(range(partitions))

@@ -41,7 +41,8 @@ START = dt.date(2026, 10, 1)
 DRIFT_START = START + dt.timedelta(days=16)
 # The champion: trained at START on 28 days whose chargebacks had 14+ days to arrive; CPU, seeded.
 TRAINING = dict(window_days=28, maturity_days=14)
-FIT = dict(seed=7, max_epochs=20, patience=5)
+# A fraud_model_v1 model: testkit scores and logs it on the v1 features Feast serves (training_frame).
+FIT = dict(seed=7, max_epochs=20, patience=5, feature_service="fraud_model_v1")
 HISTORY_DAYS = days_between(START, START + dt.timedelta(days=14))  # served before monitoring starts
 # The champion's labelled PR-AUC (7 pooled days, ~77 % of chargebacks known) is 0.57-0.81 without
 # drift (the lowest: the first windows, only 1-2 days logged) and 0.32-0.35 once the concept

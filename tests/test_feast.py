@@ -205,7 +205,7 @@ def test_snapshot_assets_metadata(world):
     assert users_meta["active_users"] > 100
     assert merchants_meta["chargebacks_30d"] > 0
     reg = world["registry_meta"]
-    assert set(reg["feature_views"]) == {"user_state", "merchant_state"}
+    assert set(reg["feature_views"]) == {"user_state", "merchant_state", "user_recent"}
     assert reg["n_features"] == len(SERVED_FEATURES)
     assert all(not m["skipped"] for m in world["online_meta"].values())
 

@@ -2,6 +2,8 @@
 lake rows and reference handling, and the retraining job's selection against the real graph."""
 
 import datetime as dt
+import json
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -184,3 +186,116 @@ def test_drift_report_config_takes_its_defaults_from_drift_config():
     assert monitoring.DriftReportConfig().drift_config() == DriftConfig()
     changed = monitoring.DriftReportConfig(min_rows=5, drift_share=0.5).drift_config()
     assert (changed.min_rows, changed.drift_share, changed.num_threshold) == (5, 0.5, DriftConfig().num_threshold)
+
+
+# ------------------------------------------------------------ what the model saw, monitored
+@pytest.fixture(scope="module")
+def served_env(tmp_path_factory, make_resources):
+    """A champion with a real serving artifact (testkit's small v1 model) and its reference:
+    rows over every model input, as the training split holds them."""
+    from monitoring.data import reference_url
+    from resources.mlflow_registry import CHAMPION
+    from testkit.artifacts import sample_rows
+    from testkit.registry import register_version
+
+    root = tmp_path_factory.mktemp("served")
+    resources = make_resources(root)
+    registry = resources["mlflow_registry"]
+    version = register_version(registry, root, seed=4)
+    registry.set_alias(CHAMPION, version)
+    names, rows = sample_rows(3000, seed=1)
+    reference = pd.DataFrame(rows, columns=names)
+    lake = resources["lake"]
+    lake.write_partition_file(reference_url(lake, version), pa.Table.from_pandas(reference, preserve_index=False))
+    return {"root": root, "resources": resources, "version": version, "names": names}
+
+
+def _log_served_day(env, day: str, seed: int, shift: float = 1.0) -> int:
+    """A day of raw-transaction requests as the ingress logs them: each body the client's
+    transaction, beside it the row the model scored (the served features), and its real score."""
+    import tempfile
+
+    from monitoring.data import champion_model
+    from seldon.predlog_file import write_file
+    from testkit.artifacts import sample_rows
+
+    names, rows = sample_rows(1200, seed=seed)
+    rows = [[v * shift if isinstance(v, float) else v for v in row] for row in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = champion_model(env["resources"]["mlflow_registry"], env["version"], tmp)
+    assert model is not None
+    scores = model.score_columns({n: [r[j] for r in rows] for j, n in enumerate(names)}).tolist()
+    items = []
+    for i in range(0, len(rows), 4):  # 4 transactions a request
+        chunk = rows[i : i + 4]
+        body = {
+            "jsonData": [{"event_id": f"{day}-{i + k}", "user_id": i + k, "amount": r[3]} for k, r in enumerate(chunk)]
+        }
+        ts = dt.datetime.fromisoformat(f"{day}T12:00:00+00:00").timestamp()
+        items.append(
+            (
+                f"{day}-{i}",
+                ts,
+                "sub",
+                "fraud",
+                "main",
+                env["version"],
+                json.dumps(body).encode(),
+                scores[i : i + 4],
+                0.001,
+            )
+            + ({"names": names, "ndarray": chunk},)
+        )
+    write_file(str(env["resources"]["lake"].root), day, items)
+    return len(rows)
+
+
+def _materialize_drift(env, day: str) -> tuple[Any, Any]:
+    result = dg.materialize(
+        [*ASSETS, monitoring.drift_check],
+        selection=dg.AssetSelection.assets(monitoring.drift_report),
+        partition_key=day,
+        resources=env["resources"],
+        run_config={"ops": {"drift_report": {"config": {"engine": "numpy"}}}},
+    )
+    checks = result.get_asset_check_evaluations()
+    return _meta(result, "drift_report"), checks
+
+
+def test_drift_report_monitors_every_model_feature_and_the_score(served_env):
+    """The log's `model_features` (the served features the model scored) cover every input:
+    nothing is unmonitored, the score distribution is judged against the champion's scores of
+    its reference; the WARN check follows the window's decision."""
+    env = served_env
+    n = _log_served_day(env, "2026-10-05", seed=2)
+    meta, checks = _materialize_drift(env, "2026-10-05")
+    expected = [f for f in env["names"] if f != "day_of_week"] + ["score"]
+    assert meta["current_rows"] == n and meta["unmonitored_features"] == []
+    assert sorted(meta["monitored_features"]) == sorted(expected) and sorted(meta["scores"]) == sorted(expected)
+    assert meta["score_monitored"] and not meta["drifted"], meta["reason"]
+    (check,) = checks
+    assert check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.asset_check_key.name == "served_inputs_within_drift_limits"
+
+    _log_served_day(env, "2026-10-06", seed=3, shift=3.0)  # every served number tripled
+    meta, checks = _materialize_drift(env, "2026-10-06")
+    assert meta["drifted"] and "score" in meta["scores"]
+    assert {"amount", "user_amount_sum_7d"} <= set(meta["drifted_features"])
+    (check,) = checks
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    drifted: Any = check.metadata["drifted_features"].value
+    assert set(drifted) == set(meta["drifted_features"])
+
+
+def test_drift_report_reads_logs_written_before_the_model_rows_were_kept(served_env, tmp_path):
+    """Backward compatibility: files without `model_features` (raw transactions logged as sent)
+    are still read; only the request's fields are judged then, the rest named unmonitored."""
+    env = served_env
+    world = SyntheticEventSource(seed=3, n_users=400, n_merchants=90, events_per_day=900).world()
+    day = dt.date(2026, 10, 7)
+    tx = world.transactions(day)
+    write_prediction_log(env["resources"]["lake"], day.isoformat(), tx, np.full(len(tx), 0.1), env["version"])
+    meta, _ = _materialize_drift(env, day.isoformat())
+    assert meta["current_rows"] == len(tx)
+    assert {"amount", "category", "hour_of_day", "score"} <= set(meta["monitored_features"])
+    assert "user_txn_count_24h" in meta["unmonitored_features"]

@@ -178,7 +178,7 @@ def hostile_payloads() -> list:
         b"\xff\xfe",
         b"{" * 5000 + b"}" * 5000,
         json.dumps({"data": {"names": names}}).encode(),
-        json.dumps({"data": {"ndarray": rows}}).encode(),
+        # rows without names are Seldon's own clients' positional form (the metadata's order): not here
         json.dumps({"data": {"names": names, "ndarray": []}}).encode(),
         json.dumps({"data": {"names": names, "ndarray": [rows[0][:-1]]}}).encode(),
         json.dumps({"data": {"names": names + ["extra"], "ndarray": [r + [1] for r in rows]}}).encode(),
@@ -536,6 +536,7 @@ def test_log_failed_write_is_retried_and_schema_unchanged(tmp_path):
             ("features", pa.string()),
             ("score", pa.float32()),
             ("latency_ms", pa.float64()),
+            ("model_features", pa.string()),  # the rows the model scored (raw transactions); appended
             ("date", table.schema.field("date").type),
         ]
     )

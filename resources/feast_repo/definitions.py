@@ -1,4 +1,5 @@
-"""Feast objects of the driftline repo: entities, snapshot sources, views, ODFV, service.
+"""Feast objects of the driftline repo: entities, snapshot sources, views, ODFV, service
+(and the fresh-features service v2 from `fresh.py`).
 
 `build_objects(lake_root)` returns them with the offline sources pointing at the lake's
 snapshot tables (`<lake_root>/user_state`, `<lake_root>/merchant_state`: Hive-partitioned
@@ -143,6 +144,11 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         features=[user_state, merchant_state, request_features],
         description="inputs of the card-fraud model v1",
     )
+    from .fresh import build_fresh_objects
+
+    fresh = build_fresh_objects(
+        lake_root, s3_endpoint_override, user, user_state, merchant_state, transaction_request, _fresh_copy
+    )
     return [
         user,
         merchant,
@@ -153,4 +159,5 @@ def build_objects(lake_root: str, s3_endpoint_override: str | None = None) -> li
         transaction_request,
         request_features,
         service,
+        *fresh,
     ]
