@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seldon.examples import example_transaction
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hostile-bench-secret-long-enough-for-hs256!"
 DEPLOYMENT = "/seldon/default/fraud"
@@ -354,15 +356,7 @@ def catalogue() -> list[Case]:
                 raw = f'{{"data": {{"names": {json.dumps(names)}, "ndarray": [[{",".join(row)}]]}}}}'.encode()
                 # some are fine for some columns (e.g. 1e308 or -0.0 as a number): no 5xx is the target
                 add("values", f"{names[col]}={what}", target, _post(target, path, raw)[1], expect=ANY)
-        txn = {
-            "user_id": 41,
-            "merchant_id": 6,
-            "amount": 12.5,
-            "country": "FR",
-            "category": "grocery",
-            "channel": "pos",
-            "event_ts": "2026-10-05T08:00:00",
-        }
+        txn = example_transaction("2026-10-05T08:00:00")
         odd = {
             "user_id": [2**63, 2**64, -(2**63) - 1, 10**30, -1, 1e20, 41.5, "41", None, True, [41], {"a": 1}],
             "merchant_id": [2**64, -(2**63) - 1, 1e300, "x", None, 6.5],

@@ -103,18 +103,10 @@ def _describe(predictors: dict | None) -> str:
 
 def example_request() -> dict:
     """A raw transaction as a card terminal sends it (`jsonData`); the predictor adds the features."""
+    from seldon.examples import example_transaction
+
     now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    return {
-        "jsonData": {
-            "user_id": 41,
-            "merchant_id": 6,
-            "amount": 12.5,
-            "country": "FR",
-            "category": "grocery",
-            "channel": "pos",
-            "event_ts": now.isoformat(),
-        }
-    }
+    return {"jsonData": example_transaction(now.isoformat())}
 
 
 def cmd_endpoint(args: argparse.Namespace) -> int:

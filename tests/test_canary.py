@@ -5,8 +5,6 @@ tick (the canary sensor's body) deciding step / promote / rollback from the ingr
 from __future__ import annotations
 
 import os
-import random
-import threading
 import time
 from pathlib import Path
 
@@ -22,9 +20,8 @@ from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
 from seldon.runtime import free_port
 from sensors.canary import build_canary_sensor, run_config, tick
-from testkit.artifacts import sample_rows
 from testkit.registry import register_version
-from testkit.serving import SECRET, SERVING_PY
+from testkit.serving import SECRET, SERVING_PY, BackgroundTraffic
 from testkit.tokens import token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,38 +58,6 @@ def materialize(registry, target, config: dict | None = None):
     return {k: v.value for k, v in result.asset_materializations_for_node("seldon_deployment")[0].metadata.items()}
 
 
-class Traffic:
-    """Two client threads calling the ingress until stopped; records (predictor, status)."""
-
-    def __init__(self, target: SeldonTarget):
-        self.url = f"{target.ingress_url}/seldon/default/fraud/api/v1.0/predictions"
-        self.results: list[tuple[str, int]] = []
-        self.stop = threading.Event()
-        names, rows = sample_rows(20)
-        self.bodies = [{"data": {"names": names, "ndarray": [r]}} for r in rows]
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
-
-    def _run(self):
-        headers = {"Authorization": f"Bearer {token(SECRET, 'predict')}"}
-        with requests.Session() as s:
-            while not self.stop.is_set():
-                try:
-                    r = s.post(self.url, json=random.choice(self.bodies), headers=headers, timeout=10)
-                    self.results.append((r.headers.get("Seldon-Predictor", "?"), r.status_code))
-                except requests.RequestException:
-                    self.results.append(("?", 0))
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-
 def rollout(registry, target, timeout_s=150.0) -> list[dict]:
     """Drive the controller until it promotes or rolls back; returns the decision history."""
     history, cursor = [], {}
@@ -126,7 +91,7 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     assert isinstance(first, dg.SensorResult)
     assert first.asset_events[0].metadata["canary_decision"].value == "hold" and not first.run_requests
 
-    with Traffic(target) as traffic:
+    with BackgroundTraffic(target.ingress_url) as traffic:
         history = rollout(registry, target)
     actions = [(d["action"], d["weight"]) for d in history if d["action"] != "hold"]
     assert actions == [("step", 25), ("step", 50), ("promote", 100)], history
@@ -134,7 +99,7 @@ def test_healthy_challenger_is_promoted_through_every_step(setup):
     assert registry.aliases() == {CHAMPION: v2}
     current = target.current_manifest()
     assert mf.summary(current) == {"main": {"traffic": 100, "shadow": False, "version": v2}}
-    main_results = [s for p, s in traffic.results if p == "main"]
+    main_results = traffic.codes("main")
     assert main_results and set(main_results) == {200}
     # The ingress follows the runtime's endpoints on its next reload: v2 answers within seconds.
     deadline, served = time.monotonic() + 20, None
@@ -153,7 +118,7 @@ def test_bad_challenger_is_rolled_back(setup, interface):
     v2 = register_version(registry, tmp, seed=0, interface=interface)
     registry.set_alias(CHALLENGER, v2)
     materialize(registry, target)
-    with Traffic(target) as traffic:
+    with BackgroundTraffic(target.ingress_url) as traffic:
         history = rollout(registry, target)
     assert history[-1]["action"] == "rollback", history
     failed = [d for d in history if d["reason"].startswith("failed check")]
@@ -164,6 +129,6 @@ def test_bad_challenger_is_rolled_back(setup, interface):
     assert registry.version_tags(v2)[STATUS_TAG] == "rejected"
     summary = mf.summary(target.current_manifest())
     assert summary["main"]["traffic"] == 100 and summary["canary"]["traffic"] == 0
-    main_results = [s for p, s in traffic.results if p == "main"]
+    main_results = traffic.codes("main")
     assert main_results and set(main_results) == {200}  # the champion's requests are unaffected
     assert tick({}, target.current_manifest(), target.ingress_metrics(), POLICY)[0] is None  # nothing left to do

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import subprocess
 import threading
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import yaml
 
 from assets.deployment import seldon_deployment
@@ -46,10 +44,8 @@ from sensors.canary_metrics import (
     queries,
     reading,
 )
-from testkit.artifacts import sample_rows
 from testkit.registry import register_version
-from testkit.serving import SECRET, SERVING_PY
-from testkit.tokens import token
+from testkit.serving import SECRET, SERVING_PY, BackgroundTraffic
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = "/usr/bin/prometheus"
@@ -176,38 +172,6 @@ def metrics_ports(target: SeldonTarget) -> list[str]:
     return sorted(out)
 
 
-class Traffic:
-    """Two client threads calling the ingress until stopped."""
-
-    def __init__(self, target: SeldonTarget):
-        self.url = f"{target.ingress_url}/seldon/default/fraud/api/v1.0/predictions"
-        self.codes: dict[str, list[int]] = {}
-        self.stop = threading.Event()
-        names, rows = sample_rows(20)
-        self.bodies = [{"data": {"names": names, "ndarray": [r]}} for r in rows]
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(2)]
-
-    def _run(self):
-        headers = {"Authorization": f"Bearer {token(SECRET, 'predict')}"}
-        with requests.Session() as s:
-            while not self.stop.is_set():
-                try:
-                    r = s.post(self.url, json=random.choice(self.bodies), headers=headers, timeout=10)
-                    self.codes.setdefault(r.headers.get("Seldon-Predictor", "?"), []).append(r.status_code)
-                except requests.RequestException:
-                    self.codes.setdefault("?", []).append(0)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-
 @pytest.fixture
 def setup(tmp_path, prometheus, monkeypatch):
     monkeypatch.setenv("DRIFTLINE_INGRESS_JWT_SECRET", SECRET)
@@ -312,7 +276,7 @@ def test_prometheus_decides_as_the_local_path(setup, prometheus, interface, expe
     meta = materialize(registry, target)
     assert meta["traffic"] == {"main": 90, "canary": 10}
 
-    with Traffic(target) as traffic:
+    with BackgroundTraffic(target.ingress_url) as traffic:
         local, remote = rollout_both(registry, target, prometheus)
     assert collapsed(remote) == expected, remote
     assert collapsed(local) == expected, local
@@ -327,7 +291,7 @@ def test_prometheus_decides_as_the_local_path(setup, prometheus, interface, expe
         assert ("error rate 100.00%" if "Failing" in interface else "p99") in judged[-1]["reason"]
         assert registry.aliases() == {CHAMPION: v1}
         assert mf.summary(target.current_manifest())["canary"]["traffic"] == 0
-    assert set(traffic.codes.get("main", [])) == {200}
+    assert set(traffic.codes("main")) == {200}
 
 
 # ------------------------------------------------------------------ the executor's series

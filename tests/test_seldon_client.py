@@ -27,6 +27,7 @@ import requests
 from resources.lake import Lake
 from resources.seldon_target import SeldonTarget
 from seldon import manifest as mf
+from seldon.examples import example_transaction
 from seldon.runtime import free_port
 from testkit.artifacts import build_artifact, sample_rows
 from testkit.serving import SECRET, SERVING_PY
@@ -151,16 +152,7 @@ def test_stock_seldon_client_through_the_ingress(stack, capsys):
     from seldon.artifact import ServingModel
 
     names, rows = sample_rows(5, seed=4)
-    transaction = {
-        "event_id": "sc-1",
-        "user_id": 41,
-        "merchant_id": 6,
-        "amount": 12.5,
-        "country": "FR",
-        "category": "grocery",
-        "channel": "pos",
-        "event_ts": f"{DAYS[-1]}T08:00:00",
-    }
+    transaction = example_transaction(f"{DAYS[-1]}T08:00:00", event_id="sc-1")
     runs = _client_run(stack, rows, transaction)
     with capsys.disabled():
         for case, run in runs.items():
