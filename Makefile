@@ -49,8 +49,9 @@ test: setup lint ## lint, then every test (installs Chromium for the UI test fir
 test-fast: setup ## the edit loop: tests without live servers, browser, daemon, cluster, Spark or slow runs
 	$(VENV)/bin/python -m pytest -m "$(FAST_TESTS)"
 
-# The Dagster UI + daemon (sensors on) and the serving stack of the last deployment.
-dev: setup $(DAGSTER_HOME)/dagster.yaml ## Dagster UI + daemon (:3000), MLflow UI (:5000), drift reports (:3030), serving; Ctrl-C stops all
+# The Dagster UI + daemon (sensors on), the stream worker (once the Feast repo exists; RabbitMQ) and the
+# serving stack of the last deployment.
+dev: setup $(DAGSTER_HOME)/dagster.yaml ## Dagster UI + daemon (:3000), MLflow UI (:5000), drift reports (:3030), stream worker, serving; Ctrl-C stops all
 	$(VENV)/bin/driftline dev
 
 # The user-code and serving images (deployment/images/build.sh; needs a running docker or podman):

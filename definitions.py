@@ -23,7 +23,7 @@ RESOURCES = resources_for_env(SETTINGS.env, canary=CANARY_POLICY)
 
 ASSET_MODULES = [ingestion, features, feature_store, training, evaluation, deployment, monitoring]
 # Every asset with its column schema, owners and code references (assets/conventions.py).
-ASSETS = conventions.apply(dg.load_assets_from_modules(ASSET_MODULES))
+ASSETS = conventions.apply(dg.load_assets_from_modules(ASSET_MODULES, include_specs=True))
 FRESHNESS_CHECKS = freshness_checks()
 
 data_plane_job = dg.define_asset_job(

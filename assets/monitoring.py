@@ -16,8 +16,10 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 
 from driftline import settings
+from driftline.report_links import served_report_url
 from driftline.spec import FEATURE_SERVICE
 from monitoring.data import (
     LOG_TABLE,
@@ -39,6 +41,37 @@ from .partitions import daily_partitions, parse_day
 from .training import TRAINING_TABLES
 
 DRIFT_TABLE, PERFORMANCE_TABLE = "drift_report", "model_performance"
+# The columns of the two tables these assets write (monitoring/data.py builds their rows): the
+# files are written with these schemas, and the UI's column schemas are read from them.
+DRIFT_REPORT_SCHEMA = pa.schema(
+    [
+        ("feature", pa.string()),
+        ("kind", pa.string()),
+        ("method", pa.string()),
+        ("score", pa.float64()),
+        ("threshold", pa.float64()),
+        ("feature_drifted", pa.bool_()),
+        ("window_drifted", pa.bool_()),
+        ("share_drifted", pa.float64()),
+        ("reference_model_version", pa.string()),
+        ("current_rows", pa.int64()),
+        ("sampled_current_rows", pa.int64()),
+        ("engine", pa.string()),
+    ]
+)
+PERFORMANCE_SCHEMA = pa.schema(
+    [
+        ("prediction_date", pa.string()),
+        ("model_version", pa.string()),
+        ("rows", pa.int64()),
+        ("positives", pa.int64()),
+        ("flagged", pa.int64()),
+        ("pr_auc", pa.float64()),
+        ("recall", pa.float64()),
+        ("precision", pa.float64()),
+        ("evaluation_date", pa.string()),
+    ]
+)
 # Labels arrive 1-60 days after the transaction (median 9): a prediction day is judged once its
 # labels are this old (~77 % of chargebacks known), pooled over a window for enough positives.
 # DRIFTLINE_LABEL_MATURITY_DAYS / _PERFORMANCE_WINDOW_DAYS let a short demo judge sooner; they
@@ -54,7 +87,8 @@ prediction_log = dg.AssetSpec(
     partitions_def=daily_partitions,
     deps=["seldon_deployment"],
     kinds={"parquet", "seldon"},
-    description="Every answered prediction (inputs, score, model version), written by the ingress.",
+    description="Every answered prediction (the request, the feature row the model scored, score, model "
+    "version), written by the ingress (in Kubernetes, by the prediction-log sink).",
 )
 
 
@@ -99,8 +133,6 @@ def drift_report(
 ) -> dg.MaterializeResult:
     """Drift of the day's scored feature rows and scores against the champion's training features
     and its scores of them (Evidently)."""
-    import pyarrow as pa
-
     from monitoring.drift import drift_decision
 
     day = context.partition_key
@@ -153,12 +185,13 @@ def drift_report(
                 html, report_url = Path(tmp) / f"{day}.html", f"{report_dir(lake)}/{day}.html"
             else:
                 html = Path(report_dir(lake)) / f"{day}.html"
-                report_url = html.as_uri()
+                # served over http by `make dev` (a file:// link does not open from the UI)
+                report_url = served_report_url(html, Path(report_dir(lake)).parent)
         result = drift_decision(reference, current, features, cfg, engine=config.engine, html_path=html)
         if html is not None and lake.is_remote:
             html = lake.put_file(html, report_url)
     rows = report_rows(day, result, version, total)
-    lake.write_partition(DRIFT_TABLE, day, pa.Table.from_pylist(rows))
+    lake.write_partition(DRIFT_TABLE, day, pa.Table.from_pylist(rows, schema=DRIFT_REPORT_SCHEMA))
     warehouse.refresh_views(lake)
     context.log.info(f"drift {day} vs champion v{version}: {result.reason}")
     meta |= {
@@ -242,8 +275,6 @@ def model_performance(
 ) -> dg.MaterializeResult:
     """PR-AUC, recall, precision per model version of the predictions made LABEL_MATURITY_DAYS
     ago (a PERFORMANCE_WINDOW_DAYS window), with the chargebacks known at the end of this day."""
-    import pyarrow as pa
-
     day = parse_day(context.partition_key)
     first = day - dt.timedelta(days=LABEL_MATURITY_DAYS + PERFORMANCE_WINDOW_DAYS - 1)
     pred_days = [(first + dt.timedelta(days=k)).isoformat() for k in range(PERFORMANCE_WINDOW_DAYS)]
@@ -254,7 +285,9 @@ def model_performance(
     for row in per_day:
         row["evaluation_date"] = context.partition_key
     if per_day:
-        lake.write_partition(PERFORMANCE_TABLE, context.partition_key, pa.Table.from_pylist(per_day))
+        lake.write_partition(
+            PERFORMANCE_TABLE, context.partition_key, pa.Table.from_pylist(per_day, schema=PERFORMANCE_SCHEMA)
+        )
     meta = {
         "prediction_days": f"{pred_days[0]}..{pred_days[-1]}",
         "labels_known_through": day.isoformat(),

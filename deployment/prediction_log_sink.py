@@ -13,6 +13,11 @@ ingress adds `predictor`, so the version is `meta.tags.model_version` and the pr
 `meta.tags.predictor`, else `Ce-Endpoint`. A response without a model version is refused with a
 400 naming the missing tag (per-version monitoring would otherwise mix versions silently).
 
+The feature row the model scored (the component's `meta.tags.model_features`: for raw
+transactions the row the online lookup completed, for positional rows their names) goes to the
+log beside the request, as the local ingress passes it, so drift monitoring sees what the model
+saw in both environments.
+
 The pair goes to `seldon.predlog.PredictionLog`, the writer the local ingress uses, so both
 environments produce the same table. Runs in the serving image (no dagster):
 
@@ -28,7 +33,7 @@ import time
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from seldon.predlog import LogFull, PredictionLog
+from seldon.predlog import MODEL_FEATURES_TAG, LogFull, PredictionLog
 
 MAX_PENDING = 100_000  # events waiting for their other half; the oldest are dropped beyond this
 REQUEST, RESPONSE = "io.seldon.serving.inference.request", "io.seldon.serving.inference.response"
@@ -68,6 +73,17 @@ def answered_by(response: dict, headers) -> tuple[str, str]:
     return predictor, version
 
 
+def model_features(response: dict) -> dict | None:
+    """What the model scored where the request does not say it (`meta.tags.model_features`), for
+    the log's `model_features` column; None when the response carries none."""
+    seen = (response.get("meta", {}).get("tags") or {}).get(MODEL_FEATURES_TAG)
+    if seen is None:
+        return None
+    if not isinstance(seen, dict) or not isinstance(seen.get("names"), list):
+        raise BadEvent(f"response meta.tags.{MODEL_FEATURES_TAG} must be an object with a names list")
+    return seen
+
+
 class Pairing:
     """Pairs the request and response events of one prediction, whichever arrives first."""
 
@@ -84,7 +100,7 @@ class Pairing:
         answer = None
         if kind == RESPONSE:  # read on arrival, so a bad response is refused to its sender
             doc = _json(body, "response")
-            answer = (*answered_by(doc, headers), scores(doc))
+            answer = (*answered_by(doc, headers), scores(doc), model_features(doc))
         event = (kind, body, time.time(), answer)
         with self.lock:
             other = self.pending.pop(rid, None)
@@ -97,7 +113,7 @@ class Pairing:
         answer = response[3]
         if answer is None:  # unreachable: a response event always carries its answer
             raise BadEvent("response event without its answer")
-        predictor, version, values = answer
+        predictor, version, values, seen = answer
         self.log.record(
             rid,
             headers.get("Ce-Requester", ""),
@@ -107,6 +123,7 @@ class Pairing:
             request[1],
             values,
             max(response[2] - request[2], 0.0),  # between the two events: the executor sends no latency
+            model_features=seen,
         )
 
 

@@ -1,10 +1,14 @@
 """`driftline demo` (`make demo`): the closed loop, end to end, on the embedded defaults.
 
-Weeks of normal traffic -> features, Feast -> a champion trained and deployed -> the local
-serving stack -> live traffic through the ingress with a JWT -> the world drifts -> the drift
-report fires `drift_sensor` in the Dagster daemon -> retraining -> the challenger as a canary ->
-`canary_sensor` promotes it or rolls it back. Prints the timeline and where to look, then stops
-what it started. Each run starts from a clean demo state, so running it twice is safe.
+Weeks of normal traffic -> features, Feast -> the stream worker bootstraps the fresh velocity
+state (fraud_model_v2) from the lake -> a champion trained on the daily snapshot (fraud_model_v1)
+and deployed -> the local serving stack -> live traffic through the ingress with a JWT -> the
+world drifts (today's transactions also go through the broker) -> the drift report fires
+`drift_sensor` in the Dagster daemon -> retraining on fraud_model_v2 -> the challenger as a canary
+-> `canary_sensor` promotes it or rolls it back -> a card-testing burst on one card, its fresh
+count and v2 score beside the daily snapshot's (driftline/demo_burst.py). Prints the timeline and
+where to look, then stops what it started. Each run starts from a clean demo state, so running it
+twice is safe. Without a reachable broker the streaming part is skipped, saying so.
 
 The terminal shows the timeline only, with a progress bar over the long steps (days ingested,
 training epochs); Dagster's event stream and everything else the run prints go to a log file
@@ -47,6 +51,8 @@ CLEAN = [
     "dagster_home/history",
     "dagster_home/schedules",
     "dagster_home/logs",
+    "stream",  # the stream worker's offsets and log (its streams are deleted when it starts)
+    "demo_burst",
 ]
 SCENARIOS = ["covariate", "concept"]
 LOG_FILE = "demo.log"  # under the data dir: Dagster's event stream and the rest of the output

@@ -1,7 +1,8 @@
 """`driftline dev` (`make dev`): the Dagster UI and daemon (sensors on, as in production), the
 MLflow UI (the `mlflow_run` links in Dagster open it), the drift reports over http (the
-`report_url` links of drift_report) and, once a model is deployed, the local serving stack, for
-people to explore. Ctrl-C (or SIGTERM) stops all of it, grandchildren included, within 10 s.
+`report_url` links of drift_report), the stream feature worker (driftline/stream_service.py:
+fresh velocity features online, once the Feast repo exists) and, once a model is deployed, the
+local serving stack, for people to explore. Ctrl-C (or SIGTERM) stops all of it, grandchildren included, within 10 s.
 
 The serving stack is the one `seldon_deployment` last rendered (data/serving): after `make demo`
 the ingress answers at once; on a fresh checkout it starts when `seldon_deployment` is first
@@ -11,8 +12,7 @@ materialized from the UI. `driftline endpoint` prints its URL and a curl example
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import functools
 import os
 import shutil
 import signal
@@ -105,16 +105,15 @@ def start_mlflow_ui(children, registry, log_dir: Path) -> str:
 
 
 def start_stream_worker(children) -> str:
-    """The stream worker (driftline/demo_burst.py), when this checkout has it."""
-    if importlib.util.find_spec("driftline.demo_burst") is None:
-        return "not in this checkout"
-    demo_burst = importlib.import_module("driftline.demo_burst")
-    start = getattr(demo_burst, "start_stream_worker", None)
-    if start is None:
-        return "driftline.demo_burst has no start_stream_worker"
-    proc = start()
-    children.adopt("stream worker", proc.pid)
-    return f"pid {proc.pid}"
+    """The stream feature worker (fresh velocity features online), stopped with the rest on
+    Ctrl-C; why not, when the broker or the Feast repo is missing."""
+    from driftline import stream_service
+
+    try:
+        worker = stream_service.start_stream_worker(popen=functools.partial(children.start, "stream worker"))
+    except stream_service.WorkerNotStarted as err:
+        return f"not started: {err}"
+    return f"pid {worker.pid} (log {worker.log_path})"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TOKEN_TTL_S = 3600
+# The demo's own streams (deleted at its start, so a run replays nothing of the last one).
+DEMO_STREAM_PREFIX = "driftline-demo"
+STREAM_READY_S = 180  # the worker's lake bootstrap runs meanwhile training; this bounds the wait after
 
 
 def _meta(result, key: str) -> dict:
@@ -63,10 +66,11 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
     target, registry, source = resources["seldon_target"], resources["mlflow_registry"], resources["event_source"]
     days = [(today - dt.timedelta(days=k)).isoformat() for k in range(profile["days"], 0, -1)]
     tags = {"driftline/trigger": "demo"}
-    daemon = traffic = None
+    daemon = traffic = stream = None
     try:
         log(f"1. {len(days)} days of normal traffic ({days[0]}..{days[-1]}) from {source.describe()}")
         run_data_plane(assets, resources, days, instance=instance, tags=tags)
+        stream = _start_stream_worker(env, log)  # before the next line: it starts the training bar
         log("   raw events validated, features, daily snapshots, Feast online store loaded")
         # The first champion serves daily snapshots (fraud_model_v1); the drift retrain trains on v2.
         first = {"ops": {"fraud_model": {"config": {"feature_service": spec.FEATURE_SERVICE}}}}
@@ -128,6 +132,8 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             tags=tags,
         )
         drifted = source.read("transactions", today)
+        if stream:
+            _publish_day(stream, drifted, env, log)
         payloads = transaction_payloads(drifted, profile["drift_rows"])
         status = traffic.send(payloads)
         report = _drift_report(assets, resources, instance, today, tags)
@@ -165,6 +171,8 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
             log(f"   outcome: {outcome or 'undecided within the wait'}; registry aliases {registry.aliases()}")
         else:
             log(f"   no canary: the challenger did not pass evaluation; registry aliases {registry.aliases()}")
+        if stream:
+            _burst(registry, Path(target.feast_repo), drifted, data_dir, env, log)
         traffic.stop()
         log(f"   traffic answered by predictor {traffic.by_predictor}, status {traffic.status}")
         _where_to_look(log, data_dir, resources, today)
@@ -172,6 +180,8 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
     finally:
         if traffic:
             traffic.stop()
+        if stream:
+            log(f"stopped the stream worker (exit {stream.stop()}; its log: {stream.log_path})")
         if daemon:
             daemon.terminate()
             try:
@@ -180,6 +190,68 @@ def run_loop(profile: dict, data_dir: Path, env: dict, today: dt.date, log) -> i
                 daemon.kill()
         target.stop_runtime()
         log("stopped the daemon and the serving stack")
+
+
+def _start_stream_worker(env: dict, log):
+    """The stream worker on the demo's streams, bootstrapping from the lake meanwhile; None (said
+    on the timeline) when the broker is unreachable: the demo goes on without the streaming part."""
+    from driftline.stream_service import WorkerNotStarted, reset_streams, start_stream_worker
+
+    try:
+        if problem := reset_streams(DEMO_STREAM_PREFIX, env):
+            raise WorkerNotStarted(problem)
+        worker = start_stream_worker(env, prefix=DEMO_STREAM_PREFIX)
+    except Exception as err:  # noqa: BLE001 - WorkerNotStarted, or the broker refused us: the demo goes on
+        log(f"   stream worker not started: {err}; going on without the streaming part (v2 reads no fresh state)")
+        return None
+    log(
+        f"   stream worker started (pid {worker.pid}): bootstraps fraud_model_v2's user_recent from the lake, "
+        f"then consumes the {DEMO_STREAM_PREFIX}.transactions streams"
+    )
+    return worker
+
+
+def _publish_day(stream, frame, env: dict, log) -> None:
+    """Today's transactions to the broker, as the payment system publishes them (the lake holds
+    the same day), once the worker is consuming."""
+    from driftline import settings
+    from streaming.bus import open_bus
+    from streaming.schema import TOPICS, format_ts
+
+    started = time.monotonic()
+    if problem := stream.wait_consuming(STREAM_READY_S):
+        log(f"   {problem}: today's transactions not published")
+        return
+    events = [
+        {**e, "event_ts": format_ts(e["event_ts"].to_pydatetime())}
+        for e in frame[list(TOPICS["transactions"])].to_dict("records")
+    ]
+    try:
+        with open_bus(settings.get("DRIFTLINE_BROKER_URL", env), prefix=DEMO_STREAM_PREFIX) as bus:
+            messages = bus.publish("transactions", events, "driftline-demo")
+    except Exception as err:  # noqa: BLE001 - the broker went away or refused: the demo goes on without it
+        log(f"   publishing today's transactions failed: {err}")
+        return
+    log(
+        f"   published today's {len(events)} transactions to the broker ({messages} messages, "
+        f"{time.monotonic() - started:.1f} s with the worker's bootstrap wait): the v2 online state is fresh"
+    )
+
+
+def _burst(registry, feast_repo: Path, frame, data_dir: Path, env: dict, log) -> None:
+    """The card-testing burst (driftline/demo_burst.py); a failure is reported, never fatal."""
+    from driftline import settings
+    from driftline.demo_burst import demo_burst
+    from streaming.bus import open_bus
+
+    started = time.monotonic()
+    try:
+        with open_bus(settings.get("DRIFTLINE_BROKER_URL", env), prefix=DEMO_STREAM_PREFIX) as bus:
+            demo_burst(bus, registry, feast_repo, frame, data_dir / "demo_burst", log)
+    except Exception as err:  # noqa: BLE001 - the burst illustrates; the loop has closed already
+        log(f"   card-testing burst failed: {type(err).__name__}: {err}")
+        return
+    log(f"   the burst step took {time.monotonic() - started:.1f} s")
 
 
 def _asset_definitions(defs: dg.Definitions) -> list[dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset]:

@@ -90,6 +90,9 @@ def apply(state: RecentEvents | None, events: Iterable[Mapping]) -> tuple[Recent
     newest = max(rows[-1][0], state.event_us[-1]) if state.event_us else rows[-1][0]
     cutoff = newest - spec.RECENT_RETENTION_US
     _evict(state, cutoff)
+    if rows[0][0] >= cutoff and (not state.event_us or rows[0][0] >= state.event_us[-1]):
+        _append(state, rows)  # the common case: all in order after what is kept
+        return state, len(rows)
     new = 0
     for us, event_id, amount, merchant, country in rows:
         if us < cutoff:  # beyond the retention: only "previous transaction" can still see it
@@ -105,6 +108,17 @@ def apply(state: RecentEvents | None, events: Iterable[Mapping]) -> tuple[Recent
         state.countries.insert(i, country)
         new += 1
     return state, new
+
+
+def _append(state: RecentEvents, rows: list[tuple[int, str, float, int, str | None]]) -> None:
+    """Rows sorted by time, none older than the last kept event: appended as they are (what the
+    insertion loop does for them, in one step per column)."""
+    us, ids, amounts, merchants, countries = zip(*rows, strict=True)
+    state.event_us.extend(us)
+    state.event_ids.extend(ids)
+    state.amounts.extend(amounts)
+    state.merchants.extend(merchants)
+    state.countries.extend(countries)
 
 
 def _evict(state: RecentEvents, cutoff: int) -> None:

@@ -67,7 +67,7 @@ def local_resources(data_dir: str | None = None, canary: CanaryPolicy | None = N
         "quality": DataQuality(),
         "feast": FeastStore(lake=lake, repo_dir=f"{data_dir}/feast"),
         "mlflow_registry": MlflowRegistry(
-            tracking_uri=f"sqlite:///{data_dir}/mlflow.db", artifact_root=f"{data_dir}/mlartifacts"
+            tracking_uri=f"sqlite:///{data_dir}/mlflow.db", artifact_root=f"{data_dir}/mlartifacts", ui_url=s.mlflow_ui
         ),
         "seldon_target": SeldonTarget(
             serving_dir=f"{data_dir}/serving",

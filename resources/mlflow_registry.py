@@ -73,7 +73,7 @@ class MlflowRegistry(dg.ConfigurableResource):
         return mlflow.MlflowClient()
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def version_for_alias(self, alias: str):
         from mlflow.exceptions import MlflowException

@@ -55,7 +55,7 @@ def write_file(root: str, day: str, items: list) -> int:
     cols["features"] = features.finish()
     cols["model_features"] = _model_features(spans, completed.finish())
     table = pa.table(
-        {name: cols[name] if name in _TEXT else pa.array(cols[name], kind) for name, kind in _types().items()}
+        {name: cols[name] if name in _TEXT else pa.array(cols[name], kind) for name, kind in arrow_types().items()}
     )
     root_path = Path(root)
     target = root_path / TABLE / f"date={day}" / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
@@ -104,7 +104,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
 
-def _types() -> dict:
+def arrow_types() -> dict:
     """The table's schema: the per-row writer's it replaces, plus `model_features` (appended)."""
     import pyarrow as pa
 

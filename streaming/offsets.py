@@ -2,8 +2,9 @@
 
 RabbitMQ streams over AMQP 0-9-1 do not track consumer offsets, so a consumer keeps its own:
 one small JSON file per stream (`<folder>/<prefix>.<topic>.<p>.json`, the next offset to read),
-written atomically (temp file, fsync, rename, fsync of the folder, as the lake sink's
-checkpoints) after the partition's output is durable. One file per partition, not per
+written atomically (`write_atomic`: temp file, fsync, rename, fsync of the folder) after the
+partition's output is durable. The stream worker keeps its offsets here; the lake sink keeps
+its checkpoints the same way under `<landing>/_offsets`. One file per partition, not per
 consumer, so partitions can be spread over any number of consumers and re-spread later: a new
 owner reads the partition's file and resumes there. An exclusive `flock` per partition
 (`<stream>.lock`, released by the kernel when its holder dies, even on kill -9) refuses a second
@@ -19,7 +20,24 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from streaming.sink import write_atomic
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(target: Path, write) -> None:
+    """`write(tmp_path)`, fsync, rename onto `target`, fsync the folder: all or nothing, durable."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
 
 
 class PartitionOwned(RuntimeError):

@@ -22,15 +22,9 @@ A partition's state lives in the landing zone, so any sink instance can take a p
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import datetime as dt
-import fcntl
-import json
 import logging
-import os
 import re
-import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
@@ -38,31 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streaming import schema
-from streaming.bus import BrokerUnavailable, Consumer, Delivery, EventBus
+from streaming.bus import Consumer, Delivery, EventBus
+from streaming.consumer_loop import ConsumerLoop, ConsumerStats, DeadLetter, decode
+from streaming.offsets import OffsetStore, write_atomic
 
 log = logging.getLogger("driftline.sink")
 
 OFFSETS_DIR = "_offsets"
 _SEEN_DAYS_KEPT = 64  # (partition, day) id sets kept in memory; older ones are reloaded on demand
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(target: Path, write) -> None:
-    """`write(tmp_path)`, fsync, rename onto `target`, fsync the folder: all or nothing, durable."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
 
 
 @dataclass
@@ -76,18 +53,16 @@ class _Pending:
 
 
 @dataclass
-class SinkStats:
-    messages: int = 0
+class SinkStats(ConsumerStats):
     events_written: int = 0
     duplicates_skipped: int = 0
-    dead_letter_messages: int = 0
-    dead_letter_events: int = 0
     files: int = 0
-    batches: int = 0
-    restarts: int = 0
 
 
-class LakeSink:
+class LakeSink(ConsumerLoop):
+    log = log
+    stats: SinkStats
+
     def __init__(
         self,
         bus: EventBus,
@@ -110,27 +85,20 @@ class LakeSink:
         self._next: dict[tuple[str, int], int] = {}
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._deliveries: list[Delivery] = []
-        self._dead: list[tuple[dict, str]] = []
+        self._dead: list[DeadLetter] = []
         self._batch_started: float | None = None
         self._seen: OrderedDict[tuple[str, int, str], set[str]] = OrderedDict()
-        self._locks: list[int] = []
+        self.offsets = OffsetStore(self.landing / OFFSETS_DIR, bus.prefix)  # checkpoints and locks
 
     # ------------------------------------------------------------------ state on disk
     def stream_name(self, topic: str, p: int) -> str:
-        return f"{self.bus.prefix}.{topic}.{p}"
-
-    def checkpoint_path(self, topic: str, p: int) -> Path:
-        return self.landing / OFFSETS_DIR / f"{self.stream_name(topic, p)}.json"
+        return self.offsets.stream(topic, p)
 
     def read_checkpoint(self, topic: str, p: int) -> int:
-        path = self.checkpoint_path(topic, p)
-        if not path.exists():
-            return 0
-        return int(json.loads(path.read_text())["next_offset"])
+        return self.offsets.read(topic, p) or 0
 
     def _write_checkpoint(self, topic: str, p: int, next_offset: int) -> None:
-        doc = {"stream": self.stream_name(topic, p), "next_offset": next_offset, "at": _now_iso()}
-        write_atomic(self.checkpoint_path(topic, p), lambda tmp: tmp.write_text(json.dumps(doc)))
+        self.offsets.write(topic, p, next_offset)
 
     def _partition_files(self, topic: str, p: int, day: str | None = None) -> list[tuple[Path, int]]:
         """(file, first offset) of partition p's files, in one day's folder or in all."""
@@ -145,27 +113,6 @@ class LakeSink:
                 if m and int(m.group(1)) == p:
                     out.append((f, int(m.group(2))))
         return out
-
-    def _lock(self) -> None:
-        """Exclusive locks on the owned partitions (released by the kernel if we die)."""
-        folder = self.landing / OFFSETS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        for topic, p in self.streams:
-            fd = os.open(folder / f"{self.stream_name(topic, p)}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as err:
-                os.close(fd)
-                self._unlock()
-                raise RuntimeError(
-                    f"{self.stream_name(topic, p)} is owned by another running sink (lock under {folder})"
-                ) from err
-            self._locks.append(fd)
-
-    def _unlock(self) -> None:
-        for fd in self._locks:
-            os.close(fd)
-        self._locks.clear()
 
     def recover(self) -> dict[tuple[str, int], int]:
         """Positions to read from; files of batches that never committed are removed."""
@@ -204,20 +151,6 @@ class LakeSink:
         self._dead.clear()
         self._batch_started = None
 
-    def _dead_letter(self, d: Delivery, reason: str, **extra) -> None:
-        record = {
-            "version": 1,
-            "reason": reason,
-            "consumer": self.name,
-            "topic": d.topic,
-            "partition": d.partition,
-            "offset": d.offset,
-            "stream": self.stream_name(d.topic, d.partition),
-            "received_at": _now_iso(),
-            **extra,
-        }
-        self._dead.append((record, f"{self.name}/{record['stream']}/{d.offset}"))
-
     def add(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:
             key = (d.topic, d.partition)
@@ -229,23 +162,9 @@ class LakeSink:
             self.stats.messages += 1
             pending = self._pending.setdefault(key, _Pending(first=d.offset))
             pending.last = d.offset
-            try:
-                decoded = schema.decode(d.body, d.topic)
-            except schema.MessageError as err:
-                try:
-                    message = {"message": d.body.decode()}
-                except UnicodeDecodeError:
-                    message = {"message_base64": base64.b64encode(d.body).decode()}
-                self._dead_letter(d, str(err), **message)
-                continue
-            if decoded.bad:
-                self._dead_letter(
-                    d,
-                    f"{len(decoded.bad)} of {len(decoded.bad) + len(decoded.events)} events unusable",
-                    producer=decoded.producer,
-                    events=[{"index": b.index, "reason": b.reason, "event": b.event} for b in decoded.bad],
-                )
-                self.stats.dead_letter_events += len(decoded.bad)
+            decoded = decode(d, self.name, self.stream_name(d.topic, d.partition))
+            self._dead.extend(decoded.dead)
+            self.stats.dead_letter_events += decoded.bad_events
             day_field = schema.DAY_FIELD[d.topic]
             for event in decoded.events:
                 eid = event["event_id"]
@@ -291,42 +210,23 @@ class LakeSink:
             consumer.ack(deliveries)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, stop: threading.Event | None = None, idle_exit_s: float | None = None) -> SinkStats:
+    def poll_once(self, consumer: Consumer) -> bool:
+        got = consumer.poll(self.max_batch_messages - len(self._deliveries), 0.2)
+        self.add(got)
+        if self.due():
+            self.flush(consumer)
+        return bool(got)
+
+    def drain(self, consumer: Consumer) -> None:
+        self.flush(consumer)
+
+    def reset(self) -> None:
+        self._discard_batch()
+
+    def run(self, stop=None, idle_exit_s: float | None = None) -> SinkStats:
         """Consume until `stop` is set (then flush and return) or, with `idle_exit_s`, until no
-        message came for that long. Broker outages are waited out; state is re-read from disk."""
-        stop = stop or threading.Event()
-        self._lock()
-        backoff = 0.5
-        try:
-            while not stop.is_set():
-                consumer = None
-                try:
-                    positions = self.recover()
-                    consumer = self.bus.consumer(positions, prefetch=max(2 * self.max_batch_messages, 100))
-                    log.info("%s consuming %d streams from %s", self.name, len(positions), positions)
-                    backoff = 0.5
-                    idle_since = time.monotonic()
-                    while not stop.is_set():
-                        got = consumer.poll(self.max_batch_messages - len(self._deliveries), 0.2)
-                        self.add(got)
-                        if got:
-                            idle_since = time.monotonic()
-                        if self.due():
-                            self.flush(consumer)
-                        if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
-                            stop.set()
-                    self.flush(consumer)
-                except BrokerUnavailable as err:
-                    self.stats.restarts += 1
-                    log.warning("%s: broker unavailable (%s); resuming from the checkpoints", self.name, err)
-                    self._discard_batch()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                finally:
-                    if consumer is not None:
-                        consumer.close()
-        finally:
-            self._unlock()
+        message came for that long (streaming.consumer_loop)."""
+        self.run_loop(stop, idle_exit_s)
         return self.stats
 
 
@@ -359,10 +259,6 @@ def partial_write(table):
         pq.write_table(table, path, compression="zstd")
 
     return write
-
-
-def _now_iso() -> str:
-    return schema.format_ts(dt.datetime.now(dt.UTC))
 
 
 def landed_ids(landing_dir: str | Path, topic: str) -> list[str]:

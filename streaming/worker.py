@@ -10,7 +10,9 @@ One micro-batch (at most `max_batch_messages`, or whatever arrived within `flush
 2. the events are grouped by user; each user's state comes from the in-memory cache, else from
    the online store (`VelocityStore.read`: a new owner of a partition rebuilds from there);
 3. `velocity.apply` adds the events (idempotent on `event_id`), and the users that changed are
-   pushed in one `VelocityStore.push` (Feast PushSource, online): from then on they are servable;
+   written in one `VelocityStore.push`, the rows of the push source `user_recent_push` (on
+   Feast's sqlite store one upsert into Feast's own table, else Feast's online write; see
+   streaming/velocity_store.py): from then on they are servable;
 4. only then each partition's next offset is written (streaming/offsets.py), and the deliveries
    acknowledged.
 
@@ -28,8 +30,8 @@ stream's first retained offset; events in both are applied once (`event_id`).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
+import gc
 import logging
 import threading
 import time
@@ -41,14 +43,19 @@ from typing import Protocol
 
 from driftline import spec, velocity
 from driftline.velocity import RecentEvents
-from streaming import schema
-from streaming.bus import BrokerUnavailable, Consumer, Delivery, EventBus
+from streaming.bus import Consumer, Delivery, EventBus
+from streaming.consumer_loop import ConsumerLoop, ConsumerStats, DeadLetter, decode
 from streaming.offsets import OffsetStore
 from streaming.partitioning import owned_partitions, partition_for
 
 log = logging.getLogger("driftline.worker")
 
 TOPIC = "transactions"
+# The worker's heap is mostly its state cache (lists in dataclasses, no reference cycles); at
+# Python's default thresholds (700, 10, 10) the collector rescans it so often that it costs
+# about as much as applying the events. Rarer collections, same memory (nothing cyclic to free).
+GC_THRESHOLDS = (100_000, 50, 1_000)
+MIN_POLL_S = 0.01  # the shortest poll: time for the client to read what the broker sent
 _EPOCH = dt.datetime(1970, 1, 1)
 _US = dt.timedelta(microseconds=1)
 
@@ -83,16 +90,11 @@ def parse_partitions(text: str, partitions: int) -> list[int]:
 
 
 @dataclass
-class WorkerStats:
-    messages: int = 0
+class WorkerStats(ConsumerStats):
     events_applied: int = 0
     duplicates: int = 0  # events already in their user's state (replays, producer retries)
     late_events: int = 0  # older than the user's newest event minus spec.ALLOWED_LATENESS
-    dead_letter_messages: int = 0
-    dead_letter_events: int = 0
-    batches: int = 0
     users_pushed: int = 0
-    restarts: int = 0
     bootstrapped_events: int = 0
     last_push_at: float = 0.0  # wall clock of the last push (benchmarks)
     # event-to-servable seconds (push done minus event_ts), per event: only with track_latency
@@ -133,7 +135,10 @@ def read_day(fs, folder: str):
     return pa.concat_tables([pq.read_table(f, columns=cols, filesystem=fs) for f in files]) if files else None
 
 
-class StreamWorker:
+class StreamWorker(ConsumerLoop):
+    log = log
+    stats: WorkerStats
+
     def __init__(
         self,
         bus: EventBus,
@@ -158,6 +163,7 @@ class StreamWorker:
         self.stats = WorkerStats()
         self._cache: OrderedDict[int, RecentEvents] = OrderedDict()
         self._next: dict[int, int] = {}
+        self._last_batch_s = 0.0  # how long the last micro-batch took (poll_once)
 
     # ------------------------------------------------------------------ state
     def _states(self, users: Iterable[int]) -> dict[int, RecentEvents | None]:
@@ -259,52 +265,21 @@ class StreamWorker:
         return applied
 
     # ------------------------------------------------------------------ one micro-batch
-    def _dead_letter(self, d: Delivery, reason: str, **extra) -> tuple[dict, str]:
-        stream = self.offsets.stream(d.topic, d.partition)
-        record = {
-            "version": 1,
-            "reason": reason,
-            "consumer": self.name,
-            "topic": d.topic,
-            "partition": d.partition,
-            "offset": d.offset,
-            "stream": stream,
-            "received_at": schema.format_ts(dt.datetime.now(dt.UTC)),
-            **extra,
-        }
-        return record, f"{self.name}/{stream}/{d.offset}"
-
     def process(self, deliveries: Sequence[Delivery], consumer: Consumer | None) -> None:
         """One micro-batch: decode, dead-letter, apply, push, commit offsets, acknowledge."""
         if not deliveries:
             return
         by_user: dict[int, list[dict]] = defaultdict(list)
-        dead: list[tuple[dict, str]] = []
+        dead: list[DeadLetter] = []
         last: dict[int, int] = {}
         for d in deliveries:
             if d.offset < self._next[d.partition]:
                 continue  # redelivered below the committed offset: already applied
             last[d.partition] = d.offset
             self.stats.messages += 1
-            try:
-                decoded = schema.decode(d.body, d.topic)
-            except schema.MessageError as err:
-                try:
-                    message = {"message": d.body.decode()}
-                except UnicodeDecodeError:
-                    message = {"message_base64": base64.b64encode(d.body).decode()}
-                dead.append(self._dead_letter(d, str(err), **message))
-                continue
-            if decoded.bad:
-                dead.append(
-                    self._dead_letter(
-                        d,
-                        f"{len(decoded.bad)} of {len(decoded.bad) + len(decoded.events)} events unusable",
-                        producer=decoded.producer,
-                        events=[{"index": b.index, "reason": b.reason, "event": b.event} for b in decoded.bad],
-                    )
-                )
-                self.stats.dead_letter_events += len(decoded.bad)
+            decoded = decode(d, self.name, self.offsets.stream(d.topic, d.partition))
+            dead.extend(decoded.dead)
+            self.stats.dead_letter_events += decoded.bad_events
             for e in decoded.events:
                 e["event_us"] = (e["event_ts"] - _EPOCH) // _US
                 by_user[e["user_id"]].append(e)
@@ -334,38 +309,28 @@ class StreamWorker:
             consumer.ack(deliveries)
 
     # ------------------------------------------------------------------ the loop
+    def poll_once(self, consumer: Consumer) -> bool:
+        """One micro-batch every `flush_s` (or as soon as `max_batch_messages` are in): the time
+        the previous batch took is taken off the wait, so an event waits at most about
+        `flush_s` plus its own batch's work, not also the previous batch's."""
+        wait = max(MIN_POLL_S, self.flush_s - self._last_batch_s)
+        got = consumer.poll(self.max_batch_messages, wait)
+        started = time.monotonic()
+        if got:
+            self.process(got, consumer)
+        self._last_batch_s = time.monotonic() - started
+        return bool(got)
+
     def run(self, stop: threading.Event | None = None, idle_exit_s: float | None = None) -> WorkerStats:
         """Consume until `stop` is set or, with `idle_exit_s`, until no message came for that
-        long. Broker outages are waited out; positions are re-read from the offsets."""
-        stop = stop or threading.Event()
-        self.offsets.lock(self.streams, self.name)
-        backoff = 0.5
+        long. Broker outages are waited out; positions are re-read from the offsets
+        (streaming.consumer_loop). Runs with `GC_THRESHOLDS` (restored on return)."""
+        before = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
-            while not stop.is_set():
-                consumer = None
-                try:
-                    positions = self.recover()
-                    consumer = self.bus.consumer(positions, prefetch=max(2 * self.max_batch_messages, 100))
-                    log.info("%s consuming %s", self.name, {f"{t}.{p}": o for (t, p), o in positions.items()})
-                    backoff = 0.5
-                    idle_since = time.monotonic()
-                    while not stop.is_set():
-                        got = consumer.poll(self.max_batch_messages, self.flush_s)
-                        if got:
-                            self.process(got, consumer)
-                            idle_since = time.monotonic()
-                        elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
-                            stop.set()
-                except BrokerUnavailable as err:
-                    self.stats.restarts += 1
-                    log.warning("%s: broker unavailable (%s); resuming from the offsets", self.name, err)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                finally:
-                    if consumer is not None:
-                        consumer.close()
+            self.run_loop(stop, idle_exit_s)
         finally:
-            self.offsets.unlock()
+            gc.set_threshold(*before)
         return self.stats
 
 

@@ -1,8 +1,9 @@
 """`make dev` (`driftline dev`) leaves nothing running after Ctrl-C or SIGTERM: the Dagster
 webserver, daemon and code servers (grandchildren), the MLflow UI, the reports server and, with a
 deployment rendered, the serving stack (runtime, ingress, predictors in sessions of their own and
-their gunicorn workers) all end within 10 s. Started in a session of its own, as a terminal runs a
-foreground job; Ctrl-C is SIGINT to the whole foreground process group."""
+their gunicorn workers) and, with a Feast repo applied, the stream worker all end within 10 s.
+Started in a session of its own, as a terminal runs a foreground job; Ctrl-C is SIGINT to the
+whole foreground process group."""
 
 from __future__ import annotations
 
@@ -46,12 +47,27 @@ def _wait_up(dev: subprocess.Popen, urls: list[str], log: Path, timeout_s: float
     pytest.fail(f"driftline dev not up within {timeout_s} s: {state}\n{log.read_text()[-3000:]}")
 
 
+def _wait_for(predicate, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s"
+        time.sleep(0.5)
+
+
 def _cmdlines(root: int) -> list[str]:
     out = []
     for pid in descendants(root):
         with contextlib.suppress(OSError):
             out.append((Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode())
     return out
+
+
+def _apply_feast_repo(data_dir: Path) -> None:
+    """The Feast repo `driftline dev` starts the stream worker on (its `user_recent` view)."""
+    from resources.feast_store import FeastStore
+    from resources.lake import Lake
+
+    FeastStore(lake=Lake(root=str(data_dir / "lake")), repo_dir=str(data_dir / "feast")).apply()
 
 
 def _render_deployment(data_dir: Path) -> None:
@@ -64,7 +80,7 @@ def _render_deployment(data_dir: Path) -> None:
     mf.write(mf.render("fraud", "default", [predictor], image="x"), data_dir / "serving" / "seldondeployment.yaml")
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "ctrl-c with serving"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", pytest.param("ctrl-c with serving", marks=pytest.mark.rabbitmq)])
 def test_dev_leaves_no_process_after_ctrl_c_or_sigterm(tmp_path, how):
     ports = {name: free_port() for name in ("dagster", "mlflow", "reports", "ingress")}
     env = dict(
@@ -81,8 +97,10 @@ def test_dev_leaves_no_process_after_ctrl_c_or_sigterm(tmp_path, how):
         f"http://127.0.0.1:{ports['mlflow']}/health",
         f"http://127.0.0.1:{ports['reports']}/",
     ]
+    worker_log = tmp_path / "data" / "stream" / "stream-worker.log"
     if "serving" in how:
         _render_deployment(tmp_path / "data")
+        _apply_feast_repo(tmp_path / "data")
         urls.append(f"http://127.0.0.1:{ports['ingress']}/ready")
     log, started = tmp_path / "dev.log", {}
     with open(log, "wb") as out:  # the child writes to its own copy of the descriptor
@@ -96,6 +114,8 @@ def test_dev_leaves_no_process_after_ctrl_c_or_sigterm(tmp_path, how):
         )
     try:
         _wait_up(dev, urls, log)
+        if "serving" in how:  # the stream worker too, on the broker (RabbitMQ) and the Feast repo
+            _wait_for(lambda: " consuming {" in (worker_log.read_text() if worker_log.exists() else ""), 120)
         started = descendants(dev.pid)
         assert len(started) >= 4, _cmdlines(dev.pid)  # webserver, daemon, code server, MLflow UI at least
         interrupted = time.monotonic()
@@ -113,6 +133,8 @@ def test_dev_leaves_no_process_after_ctrl_c_or_sigterm(tmp_path, how):
         assert not any(_answers(u) for u in urls)
         text = log.read_text()
         assert "dev: stopped" in text and "still running" not in text, text[-3000:]
+        if "serving" in how:
+            assert "dev: stream worker pid" in text and "stopped:" in worker_log.read_text(), text[-3000:]
         print(f"{how}: {len(started)} processes stopped in {took:.1f} s")
     finally:
         for p in [*started.values(), *descendants(dev.pid).values()]:  # whatever a failure left

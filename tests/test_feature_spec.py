@@ -4,7 +4,6 @@ tests/test_feature_reference.py, whose reference reads its windows from the spec
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from driftline import feature_docs, spec
+from tests.stream_helpers import udf_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,24 +49,8 @@ def test_feast_doc_served_table_is_generated_from_the_spec():
     assert named == set(spec.SERVED_FEATURES)
 
 
-def _udf_names() -> tuple[set[str], set[str]]:
-    """(columns the Feast UDF reads, columns it writes), from its source text: Feast rehydrates
-    it without module globals, so its names are literals that must match the spec."""
-    tree = ast.parse((ROOT / "resources" / "feast_repo" / "definitions.py").read_text())
-    udf = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == spec.ON_DEMAND_VIEW)
-    reads, writes = set(), set()
-    for node in ast.walk(udf):
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and isinstance(node.slice, ast.Constant)
-        ):
-            {"inputs": reads, "out": writes}.get(node.value.id, set()).add(node.slice.value)
-    return reads, writes
-
-
 def test_feast_udf_uses_the_spec_names():
-    reads, writes = _udf_names()
+    reads, writes = udf_names(ROOT / "resources" / "feast_repo" / "definitions.py", spec.ON_DEMAND_VIEW)
     assert list(writes) and writes == set(spec.ON_DEMAND_FEATURES)
     assert reads <= set(spec.REQUEST_FIELDS) | set(spec.USER_STATE_FEATURES), reads
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from assets import monitoring
+from driftline import report_links
 from resources import SyntheticEventSource
 from testkit.simulate import register_stand_in_champion, write_prediction_log, write_reference
 
@@ -40,6 +41,19 @@ def _meta(result, key):
         if e.asset_key.to_user_string() == key:
             return {k: v.value for k, v in e.materialization.metadata.items()}
     raise KeyError(key)
+
+
+def _declared(table: str) -> list[tuple[str, str]]:
+    """The column schema the Dagster UI shows for `table` (assets/conventions.py)."""
+    from assets.conventions import column_schemas
+
+    return [(c.name, c.type) for c in column_schemas()[table].columns]
+
+
+def _file_columns(table: pa.Table) -> list[tuple[str, str]]:
+    from assets.conventions import arrow_type_name
+
+    return [(f.name, arrow_type_name(f.type)) for f in table.schema if f.name != "date"]  # date: the partition
 
 
 def _tx(ids, day):
@@ -98,8 +112,12 @@ def test_model_performance_matches_a_hand_computation(env):
     assert meta["v2/recall"] == pytest.approx(1.0) and meta["v2/precision"] == pytest.approx(0.5)
     assert meta["champion_version"] == env["version"] == "1"
     assert meta["champion_pr_auc"] == meta["v1/pr_auc"] and meta["champion_positives"] == 3
-    rows = lake.read_partition("model_performance", evaluation.isoformat()).to_pandas()
+    table = lake.read_partition("model_performance", evaluation.isoformat())
+    rows = table.to_pandas()
     assert set(zip(rows["prediction_date"], rows["model_version"], strict=True)) == {(day, "1"), (day, "2")}
+    # the UI's column schema is what the file holds, and every column is filled
+    assert _declared("model_performance") == _file_columns(table)
+    assert not [c for c in table.column_names if table.column(c).null_count == len(table)]
 
 
 def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
@@ -122,15 +140,21 @@ def test_drift_report_saves_evidently_html_and_a_lake_row_per_feature(env):
         metas[engine] = _meta(result, "drift_report")
     meta = metas["evidently"]
     html = env["root"] / "reports" / "drift" / f"{day}.html"
-    assert meta["report"] == str(html) and meta["report_url"] == html.as_uri()
+    # an http link, served from the data dir's reports/ by `make dev` (file:// does not open from the UI)
+    base = report_links.reports_base_url()
+    assert meta["report"] == str(html) and meta["report_url"] == f"{base}/drift/{day}.html"
+    assert base.startswith("http://")
     text = html.read_text()
     assert "Wasserstein distance (normed)" in text and "Jensen-Shannon distance" in text
     assert meta["drifted"] and {"amount", "country"} <= set(meta["drifted_features"])
     assert meta["reference_model_version"] == env["version"] and meta["current_rows"] == len(tx)
     for name, score in metas["numpy"]["scores"].items():  # same statistics, whichever engine
         assert meta["scores"][name] == pytest.approx(score, abs=1e-4)
-    rows = lake.read_partition("drift_report", day.isoformat()).to_pandas()
+    table = lake.read_partition("drift_report", day.isoformat())
+    rows = table.to_pandas()
     assert set(rows["feature"]) == set(meta["scores"]) and rows["window_drifted"].all()
+    assert _declared("drift_report") == _file_columns(table)
+    assert not [c for c in table.column_names if table.column(c).null_count == len(table)]
     seen = res["warehouse"].query("select feature, score from drift_report where date = '2026-10-20'")
     assert len(seen) == len(rows)  # analysts see it through the warehouse view
 

@@ -1,5 +1,6 @@
 """The built serving image as Seldon's operator runs it: the image's own CMD
-(`seldon-core-microservice seldon.model.FraudModel --service-type MODEL`), the graph parameters
+(`python -m seldon.http_predictor seldon.model.FraudModel --service-type MODEL`:
+seldon-core-microservice with its HTTP side hardened, deployment/Dockerfile.serving), the graph parameters
 in `PREDICTIVE_UNIT_PARAMETERS` and the ports in `PREDICTIVE_UNIT_*_SERVICE_PORT`, the
 credentials in the env (a Secret's keys), a read-only root file system with `/tmp` a tmpfs.
 

@@ -2,8 +2,8 @@
 in `raw_transactions` or its quarantine, while the lake sink is killed with SIGKILL mid-stream
 and the broker's application is stopped and started under the running producer and sink.
 
-The broker is shared by the machine: only `rabbitmqctl stop_app` / `start_app` (never the node),
-and `start_app` runs whatever happens in between."""
+The broker is shared by the machine: only `rabbitmqctl stop_app` / `start_app` (never the node,
+tests/stream_helpers.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,27 +25,17 @@ from driftline import settings
 from resources import Lake, LandingFolderEventSource
 from resources.synthetic import SyntheticWorld, WorldConfig
 from sensors.landing import landing_requests
-from streaming.producer import day_events, publish_stream
+from streaming.producer import day_events
 from streaming.rabbitmq import RabbitMQBus
 from streaming.sink import landed_ids
 from testkit.worlds import SMALL_WORLD
+from tests.stream_helpers import broker_restart, publish_in_background, wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 DAY = dt.date(2026, 10, 20)
 PARTITIONS = 2
 RATE = 100.0  # events/s: the day (~640 events) takes ~7 s, long enough to crash things under it
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
-def _wait(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _bad_values(template: dict) -> list[dict]:
@@ -83,33 +72,17 @@ def test_published_events_land_once_across_a_sink_kill_and_a_broker_restart(tmp_
         with open(sink_log, "a") as log:
             return subprocess.Popen(sink_cmd, stdout=log, stderr=subprocess.STDOUT)
 
-    publish_errors: list[BaseException] = []
-
-    def publish() -> None:
-        producer_bus = RabbitMQBus(url, PARTITIONS, prefix)
-        try:
-            publish_stream(producer_bus, items, rate=RATE, batch_events=20, linger_s=0.1)
-        except BaseException as err:  # noqa: BLE001  # handed to the test thread, which fails on it
-            publish_errors.append(err)
-        finally:
-            producer_bus.close()
-
-    publisher = threading.Thread(target=publish, daemon=True)
     sink = start_sink()
     try:
-        publisher.start()
-        _wait(lambda: len(landed_ids(landing, "transactions")) > 0, 60, "the sink's first files")
+        publisher, publish_errors = publish_in_background(url, prefix, PARTITIONS, items, RATE)
+        wait_for(lambda: len(landed_ids(landing, "transactions")) > 0, 60, "the sink's first files")
         os.kill(sink.pid, signal.SIGKILL)  # mid-stream: the producer keeps publishing
         sink.wait(timeout=30)
         landed_at_kill = len(landed_ids(landing, "transactions"))
         time.sleep(0.5)
         sink = start_sink()
-        time.sleep(1.0)
-        try:
-            _rabbitmqctl("stop_app")
-            time.sleep(2.0)
-        finally:
-            _rabbitmqctl("start_app")
+        wait_for(lambda: sink_log.read_text().count(" consuming ") == 2, 120, "the restarted sink consuming")
+        broker_restart()
         publisher.join(timeout=180)
         assert not publisher.is_alive() and not publish_errors, publish_errors
         bus.publish_messages("transactions", [(0, b"\xff not a message")])  # -> dead letter, with its reason
@@ -118,8 +91,8 @@ def test_published_events_land_once_across_a_sink_kill_and_a_broker_restart(tmp_
             tx, labels = landed_ids(landing, "transactions"), landed_ids(landing, "labels")
             return set(tx) == published_tx and set(labels) == published_labels
 
-        _wait(settled, 120, "every published event in the landing zone")
-        _wait(lambda: bus.read_dead_letters(timeout_s=0.5) != [], 30, "the dead letter")
+        wait_for(settled, 120, "every published event in the landing zone")
+        wait_for(lambda: bus.read_dead_letters(timeout_s=0.5) != [], 30, "the dead letter")
         sink.send_signal(signal.SIGTERM)
         assert sink.wait(timeout=60) == 0
         dead = bus.read_dead_letters()
@@ -135,7 +108,7 @@ def test_published_events_land_once_across_a_sink_kill_and_a_broker_restart(tmp_
     assert len(tx_ids) == len(set(tx_ids)), "an event was written twice"
     assert len(label_ids) == len(set(label_ids)), "a label was written twice"
     assert 0 < landed_at_kill < len(published_tx)
-    assert "resuming from the checkpoints" in log_text  # the sink went through the broker outage
+    assert "resuming from the offsets" in log_text  # the sink went through the broker outage
     assert dead and all(r["reason"].startswith("not UTF-8 JSON") and "message_base64" in r for r in dead)
     assert len({(r["stream"], r["offset"]) for r in dead}) == 1  # one bad message (a retry may repeat it)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import warnings
 
 import duckdb
 import numpy as np
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftline import spec, velocity
+from tests.stream_helpers import applied_feast_repo
 
 DAY = dt.date(2026, 10, 9)
 HISTORY_DAYS = 8  # 7-day windows and "previous transaction" populated on the replayed day
@@ -129,15 +129,7 @@ def _same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def feast_repo(tmp_path_factory):
-    from resources.feast_store import FeastStore
-    from resources.lake import Lake
-
-    root = tmp_path_factory.mktemp("parity")
-    feast = FeastStore(lake=Lake(root=str(root / "lake")), repo_dir=str(root / "feast"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feast.apply()
-    return feast.repo_path
+    return applied_feast_repo(tmp_path_factory.mktemp("parity"))
 
 
 def test_online_path_equals_transaction_features(tmp_path, feast_repo):

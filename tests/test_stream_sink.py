@@ -111,13 +111,16 @@ def test_redelivered_events_are_not_written_twice_across_restarts(tmp_path, item
 
 
 def test_a_second_sink_cannot_take_an_owned_partition(tmp_path):
+    def lock(sink: LakeSink) -> None:
+        sink.offsets.lock(sink.streams, sink.name)
+
     one = LakeSink(_bus(), tmp_path, partitions=[0])
-    one._lock()
+    lock(one)
     try:
-        with pytest.raises(RuntimeError, match="owned by another running sink"):
-            LakeSink(_bus(), tmp_path, partitions=[1, 0])._lock()
+        with pytest.raises(RuntimeError, match="owned by another running consumer"):
+            lock(LakeSink(_bus(), tmp_path, partitions=[1, 0]))
         other = LakeSink(_bus(), tmp_path, partitions=[1])
-        other._lock()  # a disjoint share is fine
-        other._unlock()
+        lock(other)  # a disjoint share is fine
+        other.offsets.unlock()
     finally:
-        one._unlock()
+        one.offsets.unlock()

@@ -14,8 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +27,7 @@ from streaming.producer import day_events, publish_stream
 from streaming.rabbitmq import RabbitMQBus
 from streaming.worker import parse_partitions, parse_share
 from testkit.worlds import SMALL_WORLD
-from tests.test_stream_conservation import _rabbitmqctl, _wait
+from tests.stream_helpers import applied_feast_repo, broker_restart, publish_in_background, wait_for
 
 DAY = dt.date(2026, 10, 20)
 RATE = 100.0  # events/s: the day (~640 events) takes ~7 s, long enough to crash things under it
@@ -65,11 +63,7 @@ def test_offsets_are_durable_per_partition_and_owned_by_one(tmp_path: Path):
 # ---------------------------------------------------------------------------- on the broker
 @pytest.fixture
 def feast_repo(tmp_path: Path) -> Path:
-    from resources.feast_store import FeastStore
-    from resources.lake import Lake
-
-    FeastStore(lake=Lake(root=str(tmp_path / "lake")), repo_dir=str(tmp_path / "feast")).apply()
-    return tmp_path / "feast"
+    return applied_feast_repo(tmp_path)
 
 
 class Workers:
@@ -131,23 +125,6 @@ def _committed(tmp_path: Path, prefix: str, partitions: int) -> int:
     return sum(offsets.read("transactions", p) or 0 for p in range(partitions))
 
 
-def _publish_in_background(url: str, prefix: str, partitions: int, items, rate: float):
-    errors: list[BaseException] = []
-
-    def publish() -> None:
-        bus = RabbitMQBus(url, partitions, prefix)
-        try:
-            publish_stream(bus, items, rate=rate, batch_events=20, linger_s=0.1)
-        except BaseException as err:  # noqa: BLE001  # handed to the test thread, which fails on it
-            errors.append(err)
-        finally:
-            bus.close()
-
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    return thread, errors
-
-
 @pytest.mark.rabbitmq
 @pytest.mark.slow
 def test_worker_counts_each_event_once_across_a_kill_and_a_broker_restart(tmp_path: Path, feast_repo: Path):
@@ -161,23 +138,19 @@ def test_worker_counts_each_event_once_across_a_kill_and_a_broker_restart(tmp_pa
     workers = Workers(tmp_path, url, prefix, partitions, feast_repo)
     worker = workers.start("w")
     try:
-        publisher, errors = _publish_in_background(url, prefix, partitions, items, RATE)
-        _wait(lambda: _committed(tmp_path, prefix, partitions) > 0, 120, "the worker's first committed batch")
+        publisher, errors = publish_in_background(url, prefix, partitions, items, RATE)
+        wait_for(lambda: _committed(tmp_path, prefix, partitions) > 0, 120, "the worker's first committed batch")
         os.kill(worker.pid, signal.SIGKILL)  # mid-stream: the producer keeps publishing
         worker.wait(timeout=30)
         committed_at_kill = _committed(tmp_path, prefix, partitions)
         workers.start("w")
-        _wait(lambda: workers.log("w").count(" consuming ") == 2, 120, "the restarted worker consuming")
-        try:
-            _rabbitmqctl("stop_app")
-            time.sleep(2.0)
-        finally:
-            _rabbitmqctl("start_app")
+        wait_for(lambda: workers.log("w").count(" consuming ") == 2, 120, "the restarted worker consuming")
+        broker_restart()
         publisher.join(timeout=180)
         assert not publisher.is_alive() and not errors, errors
         bus.publish_messages("transactions", [(1, b'{"version": 9}')])  # -> dead letter, with its reason
-        _wait(lambda: _settled(feast_repo, expected), 180, "every published transaction in the online store")
-        _wait(lambda: bus.read_dead_letters(timeout_s=0.5) != [], 60, "the dead letter")
+        wait_for(lambda: _settled(feast_repo, expected), 180, "every published transaction in the online store")
+        wait_for(lambda: bus.read_dead_letters(timeout_s=0.5) != [], 60, "the dead letter")
         dead = bus.read_dead_letters()
     finally:
         workers.stop_all()
@@ -221,7 +194,7 @@ def test_two_workers_share_the_partitions_and_a_share_is_taken_over(tmp_path: Pa
         b = workers.start("b", "--share", "1/2")
         publish_stream(bus, stream_a)
         seen_a = _expected(first + second[:half])
-        _wait(lambda: _settled(feast_repo, seen_a), 180, "both shares' events in the online store")
+        wait_for(lambda: _settled(feast_repo, seen_a), 180, "both shares' events in the online store")
         intruder = workers.start("intruder", "--partitions", "1")  # b owns partition 1
         assert intruder.wait(timeout=120) != 0
         assert "owned by another running consumer" in workers.log("intruder")
@@ -229,7 +202,7 @@ def test_two_workers_share_the_partitions_and_a_share_is_taken_over(tmp_path: Pa
         b.wait(timeout=30)
         workers.start("c", "--partitions", "1,3")  # b's share, rebuilt from the offsets + online store
         publish_stream(bus, stream_b)
-        _wait(lambda: _settled(feast_repo, expected), 180, "every event after the takeover")
+        wait_for(lambda: _settled(feast_repo, expected), 180, "every event after the takeover")
     finally:
         workers.stop_all()
         bus.delete_topology()

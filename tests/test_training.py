@@ -5,46 +5,28 @@ import datetime as dt
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-import definitions
-from driftline.pipeline import run_data_plane, run_training
-from resources import SyntheticEventSource
+from driftline.pipeline import run_training
 from resources.mlflow_registry import CHALLENGER, CHAMPION
+from tests.training_fixtures import DAYS, SET, data_plane, materialized_meta, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-WORLD: dict[str, Any] = dict(seed=5, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
-DAYS = [(dt.date(2026, 10, 1) + dt.timedelta(days=k)).isoformat() for k in range(26)]
 FAST = {"max_epochs": 20, "patience": 5}
-SET = {"window_days": 14, "maturity_days": 10}
 
 
 def _config(training=None, evaluation=None):
-    ops = {"training_set": {"config": SET}, "fraud_model": {"config": {**FAST, **(training or {})}}}
-    if evaluation:
-        ops["model_evaluation"] = {"config": evaluation}
-    return {"ops": ops}
-
-
-def _meta(result, key):
-    for e in result.get_asset_materialization_events():
-        if e.asset_key.to_user_string() == key:
-            return {k: v.value for k, v in e.materialization.metadata.items()}
-    raise KeyError(key)
+    return run_config(FAST, training, evaluation)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, make_resources):
     root = tmp_path_factory.mktemp("training")
-    resources = make_resources(root, event_source=SyntheticEventSource(**WORLD))
-    assert definitions.defs.assets is not None
-    assets = list(definitions.defs.assets)
-    assert run_data_plane(assets, resources, DAYS).success
+    resources, assets = data_plane(root, make_resources)
     first = run_training(assets, resources, run_config=_config())
     return {"root": root, "resources": resources, "assets": assets, "first": first}
 
@@ -52,7 +34,7 @@ def pipeline(tmp_path_factory, make_resources):
 def test_first_model_trains_registers_and_becomes_champion(pipeline):
     first = pipeline["first"]
     assert first.success
-    model = _meta(first, "fraud_model")
+    model = materialized_meta(first, "fraud_model")
     assert model["model_version"] == "1"
     assert model["mlflow_run"].startswith("http") and model["mlflow_run_id"] in model["mlflow_run"]
     assert model["accelerator"] == "CPUAccelerator" and model["precision"] == "32-true"
@@ -60,7 +42,7 @@ def test_first_model_trains_registers_and_becomes_champion(pipeline):
     assert model["batch_size"] == 512 and model["warmup_steps"] == 0  # the rule keeps small sets at 512
     assert model["epochs"] >= 1 and model["epoch_samples_per_s"] > 0 and model["peak_device_memory_mb"] > 0
     assert model["test_pr_auc"] > 5 * model["test_prevalence"]  # far better than chance
-    evaluation = _meta(first, "model_evaluation")
+    evaluation = materialized_meta(first, "model_evaluation")
     assert evaluation["decision"] == "pass" and "first model" in evaluation["reason"]
     assert pipeline["resources"]["mlflow_registry"].aliases() == {CHAMPION: "1"}
     checks = first.get_asset_check_evaluations()
@@ -70,7 +52,7 @@ def test_first_model_trains_registers_and_becomes_champion(pipeline):
 def test_run_is_tracked_in_mlflow_with_lineage(pipeline):
     registry = pipeline["resources"]["mlflow_registry"]
     client = registry.client()
-    run = client.get_run(_meta(pipeline["first"], "fraud_model")["mlflow_run_id"])
+    run = client.get_run(materialized_meta(pipeline["first"], "fraud_model")["mlflow_run_id"])
     assert {"test_pr_auc", "test_roc_auc", "test_recall_at_fpr_0.01", "test_ece", "val_pr_auc"} <= set(run.data.metrics)
     assert run.data.tags["dagster_run_id"] == pipeline["first"].run_id
     assert run.data.tags["git_commit"]
@@ -112,13 +94,31 @@ def test_training_set_uses_only_labels_known_at_the_cutoff(pipeline):
     assert parts["val"]["event_ts"].max() < parts["test"]["event_ts"].min()
 
 
+def test_training_set_files_have_the_columns_the_ui_declares(pipeline):
+    """training_set's column schema (assets/conventions.py) is what its files hold: the same
+    names in order, the same types, except an integer feature some row got no snapshot for
+    (null), which the file holds as double."""
+    import pyarrow.parquet as pq
+
+    from assets.conventions import arrow_type_name, column_schemas
+
+    declared = column_schemas()["training_set"].columns
+    lake = pipeline["resources"]["lake"]
+    for split in ("train", "val", "test"):
+        schema = pq.read_schema(lake.table_dir("training_set") / f"split={split}" / "data.parquet")
+        assert [c.name for c in declared] == schema.names, split
+        for column in declared:
+            stored = arrow_type_name(schema.field(column.name).type)
+            assert stored == column.type or (column.type == "int64" and stored == "double"), (split, column.name)
+
+
 def test_degraded_challenger_is_blocked_and_champion_untouched(pipeline):
     # a challenger trained for one step at a tiny learning rate: no better than its random start
     result = run_training(
         pipeline["assets"], pipeline["resources"], run_config=_config(training={"max_epochs": 1, "learning_rate": 1e-7})
     )
     registry = pipeline["resources"]["mlflow_registry"]
-    evaluation = _meta(result, "model_evaluation")
+    evaluation = materialized_meta(result, "model_evaluation")
     assert evaluation["decision"] == "reject", evaluation
     checks = [c for c in result.get_asset_check_evaluations() if c.check_name == "challenger_not_worse"]
     assert len(checks) == 1 and not checks[0].passed
@@ -132,7 +132,7 @@ def test_new_version_becomes_challenger_not_champion(pipeline):
     result = dg.materialize(
         assets, selection=selection, resources=resources, run_config={"ops": {"fraud_model": {"config": FAST}}}
     )
-    version = _meta(result, "fraud_model")["model_version"]
+    version = materialized_meta(result, "fraud_model")["model_version"]
     assert resources["mlflow_registry"].aliases() == {CHAMPION: "1", CHALLENGER: version}
 
 

@@ -8,48 +8,32 @@ MLflow store), as tests/test_training.py does."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import definitions
 from driftline import spec
-from driftline.pipeline import run_data_plane, run_training
+from driftline.pipeline import run_training
 from ml.dataset import REQUEST_COLUMNS, service_frame
 from ml.features import LABEL, inputs_for
-from resources import SyntheticEventSource
 from resources.mlflow_registry import CHALLENGER, CHAMPION
 from seldon.artifact import SCHEMA_FILE, FeatureSchema, NumericFeature, load_schema
+from tests.training_fixtures import data_plane, materialized_meta, run_config
 
-WORLD: dict[str, Any] = dict(seed=5, n_users=800, n_merchants=150, events_per_day=1_500, fraud_rate=0.02)
-DAYS = [(dt.date(2026, 10, 1) + dt.timedelta(days=k)).isoformat() for k in range(26)]
 FAST = {"max_epochs": 12, "patience": 4}
-SET = {"window_days": 14, "maturity_days": 10}
 
 
 def _config(training: dict | None = None) -> dict:
-    return {"ops": {"training_set": {"config": SET}, "fraud_model": {"config": {**FAST, **(training or {})}}}}
-
-
-def _meta(result, key: str) -> dict:
-    for e in result.get_asset_materialization_events():
-        if e.asset_key.to_user_string() == key:
-            return {k: v.value for k, v in e.materialization.metadata.items()}
-    raise KeyError(key)
+    return run_config(FAST, training)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, make_resources):
     """Data plane, then a v1 model (champion) and a v2 model (default config: challenger)."""
     root = tmp_path_factory.mktemp("training_v2")
-    resources = make_resources(root, event_source=SyntheticEventSource(**WORLD), start_runtime=False)
-    assert definitions.defs.assets is not None
-    assets = list(definitions.defs.assets)
-    assert run_data_plane(assets, resources, DAYS).success
+    resources, assets = data_plane(root, make_resources, start_runtime=False)
     v1 = run_training(assets, resources, run_config=_config({"feature_service": spec.FEATURE_SERVICE}))
     v2 = run_training(assets, resources, run_config=_config())  # the default: fraud_model_v2
     return {"resources": resources, "v1": v1, "v2": v2}
@@ -91,13 +75,13 @@ def test_v2_frame_has_the_service_columns_and_transaction_features_values(pipeli
 def test_v1_still_trains_and_records_its_service(pipeline, tmp_path):
     result, registry = pipeline["v1"], pipeline["resources"]["mlflow_registry"]
     assert result.success
-    model = _meta(result, "fraud_model")
+    model = materialized_meta(result, "fraud_model")
     assert model["feature_service"] == spec.FEATURE_SERVICE and model["model_version"] == "1"
     schema = load_schema(registry.serving_artifact("1", tmp_path))
     assert schema.feature_service == spec.FEATURE_SERVICE
     v1 = inputs_for(spec.FEATURE_SERVICE)
     assert schema.feature_names == [*v1.categorical, *v1.numeric]
-    assert _meta(result, "model_evaluation")["decision"] == "pass"
+    assert materialized_meta(result, "model_evaluation")["decision"] == "pass"
 
 
 @pytest.mark.slow
@@ -106,7 +90,7 @@ def test_v2_model_records_its_service_and_meets_the_gate_against_the_v1_champion
 
     result, registry = pipeline["v2"], pipeline["resources"]["mlflow_registry"]
     assert result.success
-    model = _meta(result, "fraud_model")
+    model = materialized_meta(result, "fraud_model")
     assert model["feature_service"] == spec.FEATURE_SERVICE_V2 and model["model_version"] == "2"
     assert model["test_pr_auc"] > 5 * model["test_prevalence"]
     served = ServingModel(registry.serving_artifact("2", tmp_path))
@@ -114,7 +98,7 @@ def test_v2_model_records_its_service_and_meets_the_gate_against_the_v1_champion
     # the model's column order: request fields, then the service's features in service order
     assert served.schema.feature_names == ["category", "country", "channel", "amount", *spec.SERVED_FEATURES_V2]
     assert registry.version_tags("2")["feature_service"] == spec.FEATURE_SERVICE_V2
-    evaluation = _meta(result, "model_evaluation")
+    evaluation = materialized_meta(result, "model_evaluation")
     assert evaluation["challenger_feature_service"] == spec.FEATURE_SERVICE_V2
     assert evaluation["champion_feature_service"] == spec.FEATURE_SERVICE
     assert evaluation["challenger_version"] == "2" and evaluation["champion_version"] == "1"

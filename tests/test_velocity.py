@@ -4,7 +4,6 @@ decoding of Feast's list values. tests/test_stream_parity.py holds the end-to-en
 
 from __future__ import annotations
 
-import ast
 import random
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from driftline import spec, velocity
 from driftline.velocity import RecentEvents, apply, features_at
+from tests.stream_helpers import applied_feast_repo, udf_names
 
 ROOT = Path(__file__).resolve().parents[1]
 H = 3_600_000_000  # one hour in micros
@@ -115,22 +115,8 @@ def test_row_round_trip():
     assert velocity.from_row(dict.fromkeys(spec.USER_RECENT_FIELDS)) is None
 
 
-def _udf_source_names() -> tuple[set[str], set[str]]:
-    tree = ast.parse((ROOT / "resources" / "feast_repo" / "fresh.py").read_text())
-    udf = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == spec.ON_DEMAND_VIEW_V2)
-    reads, writes = set(), set()
-    for node in ast.walk(udf):
-        if (
-            isinstance(node, ast.Subscript)
-            and isinstance(node.value, ast.Name)
-            and isinstance(node.slice, ast.Constant)
-        ):
-            {"inputs": reads, "out": writes}.get(node.value.id, set()).add(node.slice.value)
-    return reads, writes
-
-
 def test_feast_udf_names_are_the_spec():
-    reads, writes = _udf_source_names()
+    reads, writes = udf_names(ROOT / "resources" / "feast_repo" / "fresh.py", spec.ON_DEMAND_VIEW_V2)
     assert writes == set(spec.ON_DEMAND_FEATURES_V2)
     assert reads <= set(spec.REQUEST_FIELDS) | set(spec.USER_RECENT_FIELDS) | set(spec.USER_STATE_FEATURES), reads
 
@@ -171,15 +157,7 @@ def test_feast_udf_equals_features_at():
 
 @pytest.fixture(scope="module")
 def feast_repo(tmp_path_factory):
-    from resources.feast_store import FeastStore
-    from resources.lake import Lake
-
-    root = tmp_path_factory.mktemp("velocity")
-    feast = FeastStore(lake=Lake(root=str(root / "lake")), repo_dir=str(root / "feast"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feast.apply()
-    return feast.repo_path
+    return applied_feast_repo(tmp_path_factory.mktemp("velocity"))
 
 
 def _states(n_users: int) -> dict[int, RecentEvents]:
@@ -202,15 +180,65 @@ def _states(n_users: int) -> dict[int, RecentEvents]:
 
 
 def test_push_routes_write_the_same_rows(feast_repo):
+    """Feast's push, the provider's write and the direct sqlite upsert leave the same bytes in
+    Feast's table (key, value, value_text, event_ts): Feast's own reads cannot tell them apart."""
+    import sqlite3
+
+    from streaming.feast_sqlite import FeastSqliteTable
     from streaming.velocity_store import VelocityStore
 
     states = _states(30)
-    for route in ("push", "protos"):
+    states[1].countries[0] = None  # a null country, and a user with nothing but the evicted marker
+    states[2] = RecentEvents(evicted_us=T0 - 9 * 24 * H, evicted_country="PT")
+    written = {}
+    for route in ("push", "protos", "sqlite"):
         store = VelocityStore(feast_repo, route=route)
+        table = FeastSqliteTable(store.store, store.view, "user_id")
+        with sqlite3.connect(table.path) as conn:
+            conn.execute(f'DELETE FROM "{table.table}"')
         store.push(states)
         assert store.read([*states, 10_000]) == states  # users without a row are left out
+        with sqlite3.connect(table.path) as conn:
+            written[route] = conn.execute(
+                f'SELECT entity_key, feature_name, value, value_text, event_ts FROM "{table.table}" ORDER BY 1, 2'
+            ).fetchall()
+        assert len(written[route]) == 30 * len(spec.USER_RECENT_FIELDS)
+    assert written["sqlite"] == written["protos"] == written["push"]
+    assert VelocityStore(feast_repo).route == "sqlite"  # "auto" on a sqlite online store
     with pytest.raises(ValueError, match="route"):
         VelocityStore(feast_repo, route="kafka")
+
+
+def test_sqlite_route_rewrites_the_evicted_marker_only_when_it_moves(feast_repo):
+    """After a read, the sqlite route skips the two evicted rows of users whose marker did not
+    change; Feast's own read (the provider's online_read) still sees every user's state."""
+    from streaming.velocity_store import VelocityStore
+
+    states = {100 + u: s for u, s in _states(20).items()}
+    store = VelocityStore(feast_repo, route="sqlite")
+    assert store.read(states) == {}  # none stored yet
+    store.push(states)
+    feast = VelocityStore(feast_repo, route="protos")
+    assert feast.read(states) == states
+    first = next(iter(states))
+    states[first], _ = apply(states[first], [ev("later", T0 + 40 * 24 * H, country="NL")])  # evicts all
+    store.push(states)
+    assert feast.read(states) == states and states[first].evicted_us is not None
+    assert VelocityStore(feast_repo, route="sqlite").read(states) == states
+
+
+def test_entity_keys_are_feasts(feast_repo):
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from streaming.velocity_store import VelocityStore
+
+    store = VelocityStore(feast_repo, route="sqlite")
+    assert store._table is not None
+    for user_id in (0, 7, -3, 2**40, 2**63 - 1):
+        key = EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=user_id)])
+        assert store._table.entity_key(user_id) == serialize_entity_key(key, entity_key_serialization_version=3)
 
 
 def test_feast_service_v2_equals_the_in_process_reader(feast_repo):
