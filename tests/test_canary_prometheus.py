@@ -285,7 +285,11 @@ def test_prometheus_decides_as_the_local_path(setup, prometheus, interface, expe
     if interface is None:
         assert registry.aliases() == {CHAMPION: v2}
         assert all(d["figures"]["canary_error_rate"] == 0 for d in judged)
-        assert all(d["figures"]["score_psi"] is not None and d["figures"]["score_psi"] < 0.05 for d in judged)
+        # the canary's score histogram may not have two scrapes yet at the first decision (PSI None,
+        # not judged: too few canary scores); once scraped it must show the same distribution
+        psis = [d["figures"]["score_psi"] for d in judged]
+        assert psis[-1] is not None, remote
+        assert all(p < 0.05 for p in psis if p is not None), remote
     else:
         assert [d["reason"].split(":")[0] for d in judged] == ["failed check 1", "2 failed checks"]
         assert ("error rate 100.00%" if "Failing" in interface else "p99") in judged[-1]["reason"]
