@@ -21,8 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_FILE = "stream-worker.log"  # under the data dir's stream/ folder
-# The worker logs "<name> consuming {...}" once it is bootstrapped and reads the streams.
-CONSUMING = " consuming {"
 STOP_S = 15.0  # SIGTERM ends the current batch; a bootstrap still running is cut short after this
 
 
@@ -67,6 +65,8 @@ class WorkerProcess:
 
     def wait_consuming(self, timeout_s: float) -> str | None:
         """Until the worker is bootstrapped and consuming; None then, else why not."""
+        from streaming.consumer_loop import CONSUMING
+
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if CONSUMING in self.log():

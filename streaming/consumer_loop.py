@@ -27,6 +27,9 @@ DeadLetter = tuple[dict, str]  # (record, message id) for EventBus.dead_letter
 # ("home node ... of durable queue ... is down or inaccessible"): for this long after the last
 # outage a missing stream is waited out as the outage itself; otherwise it is a setup error.
 TOPOLOGY_GRACE_S = 60.0
+# Part of the line "<name> consuming {positions}" a consumer logs once it has resumed from its
+# offsets and reads the streams: `driftline.stream_service` waits for it to call a worker ready.
+CONSUMING = " consuming {"
 
 
 @dataclass
